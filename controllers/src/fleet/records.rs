@@ -1,0 +1,153 @@
+//! fleet's registry records, byte for byte as fleet's Go client writes them
+//! (`fleet-registry.md`): `unit/<sha1>` → `{"Raw":…}`,
+//! `job/<name>/object` → `{"Name":…,"UnitHash":[…]}`,
+//! `job/<name>/target-state` → `launched`.
+
+use serde::Deserialize;
+use sha1::{Digest, Sha1};
+use std::fmt::Write;
+
+pub type UnitHash = [u8; 20];
+
+/// A key relative to the fleet prefix, and its value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub key: String,
+    pub value: String,
+}
+
+pub fn unit_hash(text: &str) -> UnitHash {
+    Sha1::digest(text.as_bytes()).into()
+}
+
+/// A string as Go's `encoding/json` (as fleet v1.0.0 was built) writes it:
+/// HTML-safe escapes for `<`, `>`, `&`, `\u2028`/`\u2029`, short escapes only
+/// for `\n`, `\r`, `\t`, other control bytes as `\u00XX`.
+pub fn go_json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+pub fn unit_key(hash: &UnitHash) -> String {
+    format!("unit/{}", hex::encode(hash))
+}
+
+pub fn unit_value(text: &str) -> String {
+    format!("{{\"Raw\":{}}}", go_json_string(text))
+}
+
+pub fn job_prefix(name: &str) -> String {
+    format!("job/{name}/")
+}
+
+pub fn job_object_value(name: &str, hash: &UnitHash) -> String {
+    let bytes: Vec<String> = hash.iter().map(u8::to_string).collect();
+    format!(
+        "{{\"Name\":{},\"UnitHash\":[{}]}}",
+        go_json_string(name),
+        bytes.join(",")
+    )
+}
+
+pub const TARGET_STATE_LAUNCHED: &str = "launched";
+
+/// What creating (and starting) one fleet unit writes, in fleet's order.
+pub fn create_records(name: &str, text: &str) -> [Record; 3] {
+    let hash = unit_hash(text);
+    [
+        Record {
+            key: unit_key(&hash),
+            value: unit_value(text),
+        },
+        Record {
+            key: format!("{}object", job_prefix(name)),
+            value: job_object_value(name, &hash),
+        },
+        Record {
+            key: format!("{}target-state", job_prefix(name)),
+            value: TARGET_STATE_LAUNCHED.to_string(),
+        },
+    ]
+}
+
+#[derive(Debug, Deserialize)]
+struct JobObject {
+    #[serde(rename = "Name")]
+    name: String,
+    #[serde(rename = "UnitHash")]
+    unit_hash: UnitHash,
+}
+
+/// Reads a `job/<name>/object` value (any valid JSON form, not only Go's).
+pub fn parse_job_object(value: &[u8]) -> Option<(String, UnitHash)> {
+    let o: JobObject = serde_json::from_slice(value).ok()?;
+    Some((o.name, o.unit_hash))
+}
+
+#[derive(Debug, Deserialize)]
+struct UnitState {
+    #[serde(rename = "activeState", default)]
+    active: String,
+    #[serde(rename = "subState", default)]
+    sub: String,
+}
+
+/// Whether a `states/<name>/<machine>` value says the unit runs
+/// (`activeState` `active` and `subState` `running`).
+pub fn state_is_running(value: &[u8]) -> bool {
+    serde_json::from_slice::<UnitState>(value)
+        .map(|s| s.active == "active" && s.sub == "running")
+        .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_json_escapes_html_and_controls() {
+        assert_eq!(go_json_string("a<b>&c"), "\"a\\u003cb\\u003e\\u0026c\"");
+        assert_eq!(go_json_string("é\u{2028}"), "\"é\\u2028\"");
+        assert_eq!(go_json_string("\u{8}\u{c}\n"), "\"\\u0008\\u000c\\n\"");
+    }
+
+    #[test]
+    fn job_objects_parse_in_either_json_form() {
+        let hash = unit_hash("x");
+        let value = job_object_value("k:a:b:c:1.service", &hash);
+        assert_eq!(
+            parse_job_object(value.as_bytes()),
+            Some(("k:a:b:c:1.service".to_string(), hash))
+        );
+        assert!(parse_job_object(b"{\"Name\":\"x\"}").is_none());
+    }
+
+    #[test]
+    fn running_needs_active_and_running() {
+        assert!(state_is_running(
+            br#"{"activeState":"active","subState":"running"}"#
+        ));
+        assert!(!state_is_running(
+            br#"{"activeState":"activating","subState":"start"}"#
+        ));
+        assert!(!state_is_running(b"garbage"));
+    }
+}

@@ -1,0 +1,130 @@
+//! Unit files as fleet stores them. fleet deserializes every unit file with
+//! go-systemd and stores what go-systemd's serializer writes back, hashing
+//! those bytes; so Kaylee writes that exact form and the hash it computes is
+//! the one fleet computes.
+
+use super::quote::MAX_LINE_BYTES;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnitOption {
+    pub section: &'static str,
+    pub name: &'static str,
+    pub value: String,
+}
+
+impl UnitOption {
+    pub fn new(section: &'static str, name: &'static str, value: impl Into<String>) -> Self {
+        UnitOption {
+            section,
+            name,
+            value: value.into(),
+        }
+    }
+}
+
+/// go-systemd's `unit.Serialize`: sections in first-seen order, each
+/// `[Name]` then `Key=Value` lines in the given order, one empty line between
+/// sections and none at the end.
+pub fn serialize(options: &[UnitOption]) -> String {
+    let mut sections: Vec<&'static str> = Vec::new();
+    for o in options {
+        if !sections.contains(&o.section) {
+            sections.push(o.section);
+        }
+    }
+    let mut out = String::new();
+    for (i, section) in sections.iter().enumerate() {
+        out.push('[');
+        out.push_str(section);
+        out.push_str("]\n");
+        for o in options.iter().filter(|o| o.section == *section) {
+            out.push_str(o.name);
+            out.push('=');
+            out.push_str(&o.value);
+            out.push('\n');
+        }
+        if i + 1 < sections.len() {
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// An option as read back from text (owned names, for arbitrary input).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParsedOption {
+    pub section: String,
+    pub name: String,
+    pub value: String,
+}
+
+/// Reads unit text the way fleet's go-systemd does: comments and blank lines
+/// skipped, `Key=Value` trimmed, a trailing `\` continues the value onto the
+/// next line verbatim (backslash and newline kept).
+pub fn deserialize(text: &str) -> Result<Vec<ParsedOption>, String> {
+    let mut options = Vec::new();
+    let mut section: Option<String> = None;
+    let mut lines = text.split('\n').enumerate().peekable();
+    while let Some((n, raw)) = lines.next() {
+        let line = raw.trim_end_matches('\r');
+        if line.len() > MAX_LINE_BYTES {
+            return Err(format!(
+                "line {}: longer than {MAX_LINE_BYTES} bytes",
+                n + 1
+            ));
+        }
+        let trimmed = line.trim();
+        if trimmed.is_empty() || trimmed.starts_with('#') || trimmed.starts_with(';') {
+            continue;
+        }
+        if let Some(name) = trimmed.strip_prefix('[').and_then(|s| s.strip_suffix(']')) {
+            section = Some(name.to_string());
+            continue;
+        }
+        let Some(current) = section.clone() else {
+            return Err(format!("line {}: option outside of any section", n + 1));
+        };
+        let Some((name, first)) = line.split_once('=') else {
+            return Err(format!("line {}: expected Key=Value", n + 1));
+        };
+        let mut value = first.to_string();
+        while value.ends_with('\\') {
+            let Some((_, next)) = lines.next() else { break };
+            value.push('\n');
+            value.push_str(next.trim_end_matches('\r'));
+        }
+        options.push(ParsedOption {
+            section: current,
+            name: name.trim().to_string(),
+            value: value.trim().to_string(),
+        });
+    }
+    Ok(options)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serializer_groups_sections_in_first_seen_order() {
+        let opts = vec![
+            UnitOption::new("Unit", "Description", "x"),
+            UnitOption::new("Service", "ExecStart", "/bin/true"),
+            UnitOption::new("Unit", "After", "y.service"),
+        ];
+        assert_eq!(
+            serialize(&opts),
+            "[Unit]\nDescription=x\nAfter=y.service\n\n[Service]\nExecStart=/bin/true\n"
+        );
+        assert_eq!(serialize(&[]), "");
+    }
+
+    #[test]
+    fn continuation_is_kept_verbatim() {
+        let text = "[Service]\nExecStart=/a \\\n  b\nRestart=always\n";
+        let opts = deserialize(text).unwrap();
+        assert_eq!(opts[0].value, "/a \\\n  b");
+        assert_eq!(opts[1].name, "Restart");
+    }
+}

@@ -1,0 +1,6 @@
+//! Kaylee's engine: the unit model, fleet rendering and registry layout, the
+//! controller runtime and the controllers. The `kaylee` binary is a thin CLI
+//! over this crate.
+
+pub mod fleet;
+pub mod spec;

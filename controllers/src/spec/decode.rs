@@ -1,0 +1,394 @@
+//! Turns a positioned document tree into a [`Unit`], collecting every error
+//! (not just the first) with its field path and position.
+
+use super::error::{Pos, SpecError, SpecErrors};
+use super::model::{EnvVar, Spec, Unit, Volume};
+use super::node::{Entry, Kind, Node};
+use super::rules;
+
+const ROOT_FIELDS: &[&str] = &["name", "spec"];
+const SPEC_FIELDS: &[&str] = &[
+    "replicas",
+    "maxReplicasPerHost",
+    "image",
+    "cmd",
+    "envFiles",
+    "env",
+    "volumes",
+    "machine",
+    "machineId",
+    "dockerArgs",
+    "global",
+    "conflicts",
+    "startupDelay",
+];
+const ENV_FIELDS: &[&str] = &["name", "value"];
+const VOLUME_FIELDS: &[&str] = &["id", "driver", "path", "options"];
+
+/// Upper bounds that keep a typo (or an attack) from asking fleet for a
+/// billion units.
+pub const MAX_REPLICAS: u64 = 1000;
+pub const MAX_STARTUP_DELAY_SECS: u64 = 3600;
+
+pub(super) struct Decoder<'a> {
+    source: &'a str,
+    errors: Vec<SpecError>,
+}
+
+/// The fields of one mapping, looked up by name after unknown keys were
+/// reported.
+struct Fields<'n> {
+    entries: &'n [Entry],
+}
+
+impl<'n> Fields<'n> {
+    fn get(&self, key: &str) -> Option<&'n Node> {
+        self.entries
+            .iter()
+            .find(|e| e.key == key)
+            .map(|e| &e.value)
+            .filter(|n| n.kind != Kind::Null)
+    }
+}
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+impl<'a> Decoder<'a> {
+    pub(super) fn new(source: &'a str) -> Self {
+        Decoder {
+            source,
+            errors: Vec::new(),
+        }
+    }
+
+    pub(super) fn error(&mut self, path: &str, pos: Option<Pos>, message: impl Into<String>) {
+        self.errors.push(SpecError {
+            source: self.source.to_string(),
+            field: path.to_string(),
+            pos,
+            message: message.into(),
+        });
+    }
+
+    /// Checks a mapping's keys against the schema, reporting unknown ones.
+    fn object<'n>(&mut self, node: &'n Node, path: &str, allowed: &[&str]) -> Option<Fields<'n>> {
+        let Kind::Map(entries) = &node.kind else {
+            self.error(
+                path,
+                node.pos,
+                format!("expected a mapping, found {}", node.kind.describe()),
+            );
+            return None;
+        };
+        for e in entries {
+            if !allowed.contains(&e.key.as_str()) {
+                let hint = match suggest(&e.key, allowed) {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None => format!("expected one of: {}", allowed.join(", ")),
+                };
+                self.error(
+                    &join(path, &e.key),
+                    e.key_pos.or(node.pos),
+                    format!("unknown field ({hint})"),
+                );
+            }
+        }
+        Some(Fields { entries })
+    }
+
+    fn string(&mut self, node: &Node, path: &str) -> Option<String> {
+        match &node.kind {
+            Kind::Scalar { text, .. } => {
+                if text.contains('\0') {
+                    self.error(path, node.pos, "contains a NUL character");
+                    return None;
+                }
+                Some(text.clone())
+            }
+            other => {
+                let found = other.describe();
+                self.error(path, node.pos, format!("expected a string, found {found}"));
+                None
+            }
+        }
+    }
+
+    fn int(&mut self, node: &Node, path: &str, min: u64, max: u64) -> Option<u32> {
+        let parsed = match &node.kind {
+            Kind::Scalar {
+                text,
+                quoted: false,
+            } => text.parse::<i128>().ok(),
+            _ => None,
+        };
+        match parsed {
+            None => {
+                self.error(path, node.pos, "expected a whole number");
+                None
+            }
+            Some(n) if n < i128::from(min) || n > i128::from(max) => {
+                self.error(
+                    path,
+                    node.pos,
+                    format!("must be between {min} and {max}, got {n}"),
+                );
+                None
+            }
+            // In range and max ≤ u32::MAX, so the conversion holds.
+            Some(n) => u32::try_from(n).ok(),
+        }
+    }
+
+    fn boolean(&mut self, node: &Node, path: &str) -> Option<bool> {
+        match &node.kind {
+            Kind::Scalar {
+                text,
+                quoted: false,
+            } => match text.as_str() {
+                "true" | "True" | "TRUE" => Some(true),
+                "false" | "False" | "FALSE" => Some(false),
+                _ => {
+                    self.error(path, node.pos, "expected true or false");
+                    None
+                }
+            },
+            _ => {
+                self.error(path, node.pos, "expected true or false");
+                None
+            }
+        }
+    }
+
+    fn list<T>(
+        &mut self,
+        node: Option<&Node>,
+        path: &str,
+        mut item: impl FnMut(&mut Self, &Node, &str) -> Option<T>,
+    ) -> Vec<T> {
+        let Some(node) = node else {
+            return Vec::new();
+        };
+        let Kind::Seq(items) = &node.kind else {
+            let found = node.kind.describe();
+            self.error(path, node.pos, format!("expected a list, found {found}"));
+            return Vec::new();
+        };
+        items
+            .iter()
+            .enumerate()
+            .filter_map(|(i, n)| item(self, n, &format!("{path}[{i}]")))
+            .collect()
+    }
+
+    /// A string checked by `rule`, which returns why it is unacceptable.
+    fn checked(
+        &mut self,
+        node: &Node,
+        path: &str,
+        rule: fn(&str) -> Result<(), String>,
+    ) -> Option<String> {
+        let s = self.string(node, path)?;
+        match rule(&s) {
+            Ok(()) => Some(s),
+            Err(why) => {
+                self.error(path, node.pos, why);
+                None
+            }
+        }
+    }
+
+    fn required<'n>(
+        &mut self,
+        fields: &Fields<'n>,
+        key: &str,
+        path: &str,
+        at: &Node,
+    ) -> Option<&'n Node> {
+        let node = fields.get(key);
+        if node.is_none() {
+            self.error(&join(path, key), at.pos, "is required");
+        }
+        node
+    }
+
+    pub(super) fn unit(mut self, root: &Node) -> Result<Unit, SpecErrors> {
+        let unit = self.unit_fields(root);
+        if !self.errors.is_empty() {
+            return Err(SpecErrors(self.errors));
+        }
+        let unit = unit.ok_or_else(|| SpecErrors::single(self.source, "", None, "invalid unit"))?;
+        let mut checker = Decoder::new(self.source);
+        rules::check_unit(&unit, &mut |path, msg| checker.error(path, None, msg));
+        if checker.errors.is_empty() {
+            Ok(unit)
+        } else {
+            Err(SpecErrors(checker.errors))
+        }
+    }
+
+    fn unit_fields(&mut self, root: &Node) -> Option<Unit> {
+        let fields = self.object(root, "", ROOT_FIELDS)?;
+        let name = self
+            .required(&fields, "name", "", root)
+            .and_then(|n| self.checked(n, "name", rules::unit_name));
+        let spec = self
+            .required(&fields, "spec", "", root)
+            .and_then(|n| self.spec(n));
+        Some(Unit {
+            name: name?,
+            spec: spec?,
+        })
+    }
+
+    fn spec(&mut self, node: &Node) -> Option<Spec> {
+        let p = "spec";
+        let f = self.object(node, p, SPEC_FIELDS)?;
+        let before = self.errors.len();
+        let count = |d: &mut Self, key: &str, max: u64| {
+            f.get(key).and_then(|n| d.int(n, &join(p, key), 1, max))
+        };
+        let replicas = count(self, "replicas", MAX_REPLICAS);
+        let max_replicas_per_host = count(self, "maxReplicasPerHost", MAX_REPLICAS);
+        let image = self
+            .required(&f, "image", p, node)
+            .and_then(|n| self.checked(n, "spec.image", rules::image));
+        let cmd = f
+            .get("cmd")
+            .and_then(|n| self.checked(n, "spec.cmd", rules::cmd));
+        let env_files = self.list(f.get("envFiles"), "spec.envFiles", |d, n, path| {
+            d.checked(n, path, rules::env_file)
+        });
+        let env = self.list(f.get("env"), "spec.env", Self::env_var);
+        let volumes = self.list(f.get("volumes"), "spec.volumes", Self::volume);
+        let machine = self.list(f.get("machine"), "spec.machine", |d, n, path| {
+            d.checked(n, path, rules::machine_metadata)
+        });
+        let machine_id = f
+            .get("machineId")
+            .and_then(|n| self.checked(n, "spec.machineId", rules::machine_id));
+        let docker_args = self.list(f.get("dockerArgs"), "spec.dockerArgs", |d, n, path| {
+            d.checked(n, path, rules::argv_word)
+        });
+        let global = f
+            .get("global")
+            .and_then(|n| self.boolean(n, "spec.global"))
+            .unwrap_or(false);
+        let conflicts = self.list(f.get("conflicts"), "spec.conflicts", |d, n, path| {
+            d.checked(n, path, rules::conflict)
+        });
+        let startup_delay = f
+            .get("startupDelay")
+            .and_then(|n| self.int(n, "spec.startupDelay", 0, MAX_STARTUP_DELAY_SECS));
+        if self.errors.len() != before {
+            return None;
+        }
+        Some(Spec {
+            replicas,
+            max_replicas_per_host,
+            image: image?,
+            cmd,
+            env_files,
+            env,
+            volumes,
+            machine,
+            machine_id,
+            docker_args,
+            global,
+            conflicts,
+            startup_delay,
+        })
+    }
+
+    fn env_var(&mut self, node: &Node, path: &str) -> Option<EnvVar> {
+        let f = self.object(node, path, ENV_FIELDS)?;
+        let name = self
+            .required(&f, "name", path, node)
+            .and_then(|n| self.checked(n, &join(path, "name"), rules::env_name));
+        // An absent value is the empty string, as in `docker run -e NAME=`.
+        let value = match f.get("value") {
+            Some(n) => self.string(n, &join(path, "value")),
+            None => Some(String::new()),
+        };
+        Some(EnvVar {
+            name: name?,
+            value: value?,
+        })
+    }
+
+    fn volume(&mut self, node: &Node, path: &str) -> Option<Volume> {
+        let f = self.object(node, path, VOLUME_FIELDS)?;
+        let id = self
+            .required(&f, "id", path, node)
+            .and_then(|n| self.checked(n, &join(path, "id"), rules::volume_id));
+        let driver = match f.get("driver") {
+            Some(n) => self.checked(n, &join(path, "driver"), rules::volume_driver),
+            None => Some("local".to_string()),
+        };
+        let vpath = self
+            .required(&f, "path", path, node)
+            .and_then(|n| self.checked(n, &join(path, "path"), rules::volume_path));
+        let options = match f.get("options") {
+            Some(n) => self.checked(n, &join(path, "options"), rules::argv_word),
+            None => Some(String::new()),
+        };
+        Some(Volume {
+            id: id?,
+            driver: driver?,
+            path: vpath?,
+            options: options?,
+        })
+    }
+}
+
+/// The allowed field closest to a typo, if it is close enough to be a guess
+/// worth printing.
+fn suggest<'a>(key: &str, allowed: &[&'a str]) -> Option<&'a str> {
+    let key = key.to_ascii_lowercase();
+    allowed
+        .iter()
+        .map(|a| (edit_distance(&key, &a.to_ascii_lowercase()), *a))
+        .filter(|(d, a)| *d <= 2.max(a.len() / 4))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, a)| a)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = if ca == *cb {
+                prev
+            } else {
+                1 + prev.min(cur).min(row[j])
+            };
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggestions_catch_typos_only() {
+        assert_eq!(suggest("replica", SPEC_FIELDS), Some("replicas"));
+        assert_eq!(
+            suggest("maxReplicaPerHost", SPEC_FIELDS),
+            Some("maxReplicasPerHost")
+        );
+        assert_eq!(suggest("imagee", SPEC_FIELDS), Some("image"));
+        assert_eq!(suggest("completely-else", SPEC_FIELDS), None);
+    }
+}

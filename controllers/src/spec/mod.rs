@@ -1,0 +1,42 @@
+//! The unit spec (DESIGN §2): YAML from the CLI, JSON from etcd, one model.
+
+mod decode;
+mod error;
+mod model;
+mod node;
+pub mod rules;
+
+pub use decode::{MAX_REPLICAS, MAX_STARTUP_DELAY_SECS};
+pub use error::{Pos, SpecError, SpecErrors};
+pub use model::{EnvVar, Layout, Spec, Unit, Volume};
+pub use node::MAX_DOCUMENT_BYTES;
+
+/// Parses and validates a YAML unit document. `source` (a file path) prefixes
+/// every error.
+pub fn from_yaml(text: &str, source: &str) -> Result<Unit, SpecErrors> {
+    let root = node::from_yaml(text, source)?;
+    decode::Decoder::new(source).unit(&root)
+}
+
+/// Parses and validates a JSON unit document (the form stored in etcd).
+/// `source` (the etcd key) prefixes every error.
+pub fn from_json(text: &str, source: &str) -> Result<Unit, SpecErrors> {
+    let root = node::from_json(text, source)?;
+    decode::Decoder::new(source).unit(&root)
+}
+
+/// Reads bytes from etcd: anything that is not UTF-8 is an error, not a panic.
+pub fn from_json_bytes(bytes: &[u8], source: &str) -> Result<Unit, SpecErrors> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => from_json(text, source),
+        Err(e) => Err(SpecErrors::single(
+            source,
+            "",
+            None,
+            format!("value is not UTF-8: {e}"),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests;

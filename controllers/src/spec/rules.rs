@@ -1,0 +1,235 @@
+//! What each field may hold. Every value ends up in a systemd unit, a fleet
+//! X-Fleet option, a container name or an etcd key, so the rules are strict
+//! where a value is not quoted and length-checked where it is.
+
+use super::model::Unit;
+use crate::fleet::quote;
+use std::collections::HashSet;
+
+type Rule = Result<(), String>;
+
+fn chars_ok(s: &str, extra: &str) -> bool {
+    s.chars()
+        .all(|c| c.is_ascii_alphanumeric() || extra.contains(c))
+}
+
+fn starts_alnum(s: &str) -> bool {
+    s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+}
+
+fn non_empty_max(s: &str, max: usize) -> Rule {
+    if s.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if s.len() > max {
+        return Err(format!("is {} bytes long; the limit is {max}", s.len()));
+    }
+    Ok(())
+}
+
+/// `^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$`: it lands in fleet unit names (where
+/// `:` separates fields), container names and etcd keys (where `/` nests).
+pub fn unit_name(s: &str) -> Rule {
+    non_empty_max(s, 63)?;
+    if !starts_alnum(s) || !chars_ok(s, "_.-") {
+        return Err(format!(
+            "`{}` is not a valid unit name: use letters, digits, `_`, `.`, `-`, starting with a letter or digit",
+            s.escape_debug()
+        ));
+    }
+    Ok(())
+}
+
+pub fn image(s: &str) -> Rule {
+    non_empty_max(s, 512)?;
+    // A leading `-` would turn the image into a `docker run` flag.
+    if !starts_alnum(s) || !chars_ok(s, "._:/@-") {
+        return Err(format!(
+            "`{}` is not a docker image reference",
+            s.escape_debug()
+        ));
+    }
+    Ok(())
+}
+
+/// One argv word: any text without NUL (checked when decoding) that fits on
+/// one fleet unit line once escaped.
+pub fn argv_word(s: &str) -> Rule {
+    let escaped = quote::exec_word(s).len();
+    if escaped > quote::MAX_WORD_BYTES {
+        return Err(format!(
+            "is {escaped} bytes once escaped for systemd; fleet refuses unit lines over {} bytes, so one word may be at most {} bytes",
+            quote::MAX_LINE_BYTES,
+            quote::MAX_WORD_BYTES
+        ));
+    }
+    Ok(())
+}
+
+pub fn cmd(s: &str) -> Rule {
+    let words = shlex::split(s).ok_or_else(|| {
+        "cannot be split into words: unbalanced quote or trailing backslash".to_string()
+    })?;
+    words.iter().try_for_each(|w| argv_word(w))
+}
+
+pub fn env_name(s: &str) -> Rule {
+    non_empty_max(s, 255)?;
+    let first_ok = s
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+    if !first_ok || !chars_ok(s, "_") {
+        return Err(format!(
+            "`{}` is not a valid environment variable name (letters, digits and `_`, not starting with a digit)",
+            s.escape_debug()
+        ));
+    }
+    Ok(())
+}
+
+/// `EnvironmentFile=` takes the rest of the line as the path, so whitespace,
+/// quotes and a trailing backslash (a line continuation) cannot be carried.
+pub fn env_file(s: &str) -> Rule {
+    non_empty_max(s, 1024)?;
+    let path = s.strip_prefix('-').unwrap_or(s);
+    if !path.starts_with('/') {
+        return Err("must be an absolute path (optionally prefixed with `-`)".into());
+    }
+    if s.chars()
+        .any(|c| c.is_whitespace() || c.is_control() || "\\\"'".contains(c))
+    {
+        return Err(
+            "must not contain whitespace, quotes, backslashes or control characters".into(),
+        );
+    }
+    Ok(())
+}
+
+pub fn volume_id(s: &str) -> Rule {
+    non_empty_max(s, 128)?;
+    if !starts_alnum(s) || !chars_ok(s, "_.-") {
+        return Err(format!(
+            "`{}` is not a valid docker volume name (letters, digits, `_`, `.`, `-`)",
+            s.escape_debug()
+        ));
+    }
+    Ok(())
+}
+
+pub fn volume_driver(s: &str) -> Rule {
+    non_empty_max(s, 128)?;
+    if !starts_alnum(s) || !chars_ok(s, "_.:/-") {
+        return Err(format!(
+            "`{}` is not a valid volume driver name",
+            s.escape_debug()
+        ));
+    }
+    Ok(())
+}
+
+pub fn volume_path(s: &str) -> Rule {
+    non_empty_max(s, 1024)?;
+    if !s.starts_with('/') {
+        return Err("must be an absolute path inside the container".into());
+    }
+    // `:` and `,` separate fields of docker's `-v` argument.
+    if s.chars().any(|c| c.is_control() || c == ':' || c == ',') {
+        return Err("must not contain `:`, `,` or control characters".into());
+    }
+    Ok(())
+}
+
+/// `key=value` for fleet's `MachineMetadata=`; fleet splits on whitespace
+/// and reads quotes, so only plain characters are allowed.
+pub fn machine_metadata(s: &str) -> Rule {
+    non_empty_max(s, 255)?;
+    let ok = s.split_once('=').is_some_and(|(k, v)| {
+        !k.is_empty() && !v.is_empty() && chars_ok(k, "_.-") && chars_ok(v, "_.:/@+-")
+    });
+    if !ok {
+        return Err(format!(
+            "`{}` must be `key=value` (key: letters, digits, `_.-`; value: letters, digits, `_.:/@+-`)",
+            s.escape_debug()
+        ));
+    }
+    Ok(())
+}
+
+pub fn machine_id(s: &str) -> Rule {
+    non_empty_max(s, 64)?;
+    if !chars_ok(s, "") {
+        return Err(format!(
+            "`{}` is not a fleet machine id (letters and digits)",
+            s.escape_debug()
+        ));
+    }
+    Ok(())
+}
+
+/// A Kaylee unit name, or a fleet glob passed as is.
+pub fn conflict(s: &str) -> Rule {
+    if unit_name(s).is_ok() && !s.ends_with(".service") {
+        return Ok(());
+    }
+    non_empty_max(s, 255)?;
+    let glob_like = s.ends_with(".service") || s.contains('*');
+    if !glob_like || !chars_ok(s, "_.:@*?-") {
+        return Err(format!(
+            "`{}` must be a Kaylee unit name, or a fleet unit glob that ends in `.service` or contains `*` (letters, digits, `_.:@*?-`)",
+            s.escape_debug()
+        ));
+    }
+    Ok(())
+}
+
+/// Rules that involve more than one field.
+pub fn check_unit(unit: &Unit, report: &mut dyn FnMut(&str, String)) {
+    let s = &unit.spec;
+    if s.global && s.machine_id.is_some() {
+        report(
+            "spec.global",
+            "cannot be combined with spec.machineId".into(),
+        );
+    }
+    if s.global && !s.conflicts.is_empty() {
+        report(
+            "spec.conflicts",
+            "fleet does not allow conflicts on global units".into(),
+        );
+    }
+    if s.max_replicas_per_host.is_some()
+        && s.replicas.is_none()
+        && !s.global
+        && s.machine_id.is_none()
+    {
+        report(
+            "spec.maxReplicasPerHost",
+            "needs spec.replicas (a unit without replicas is a singleton)".into(),
+        );
+    }
+    let mut names = HashSet::new();
+    for (i, e) in s.env.iter().enumerate() {
+        if !names.insert(e.name.as_str()) {
+            report(
+                &format!("spec.env[{i}].name"),
+                format!("duplicate variable `{}`", e.name),
+            );
+        }
+        if let Err(why) = argv_word(&format!("{}={}", e.name, e.value)) {
+            report(&format!("spec.env[{i}].value"), why);
+        }
+    }
+    let mut ids = HashSet::new();
+    for (i, v) in s.volumes.iter().enumerate() {
+        if !ids.insert(v.id.as_str()) {
+            report(
+                &format!("spec.volumes[{i}].id"),
+                format!("duplicate volume `{}`", v.id),
+            );
+        }
+        if let Err(why) = argv_word(&format!("{}:{}", v.id, v.path)) {
+            report(&format!("spec.volumes[{i}].path"), why);
+        }
+    }
+}
