@@ -2,5 +2,6 @@
 //! controller runtime and the controllers. The `kaylee` binary is a thin CLI
 //! over this crate.
 
+pub mod etcd;
 pub mod fleet;
 pub mod spec;

@@ -1,0 +1,171 @@
+//! How every command reaches etcd: endpoints, TLS, auth and timeouts. The
+//! client connects lazily and would queue a request forever when no endpoint
+//! answers, so every call made through [`timed`] has a deadline and the
+//! connection is probed once up front.
+
+use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::Duration;
+use thiserror::Error;
+
+pub const DEFAULT_ENDPOINTS: &str = "http://127.0.0.1:4001,http://127.0.0.1:2379";
+
+#[derive(Debug, Clone)]
+pub struct EtcdConfig {
+    pub endpoints: Vec<String>,
+    /// Kaylee's key prefix, `/kaylee` by default (no trailing slash).
+    pub prefix: String,
+    pub ca_cert: Option<PathBuf>,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    /// `user:password`.
+    pub user: Option<String>,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+}
+
+impl Default for EtcdConfig {
+    fn default() -> Self {
+        EtcdConfig {
+            endpoints: DEFAULT_ENDPOINTS.split(',').map(str::to_string).collect(),
+            prefix: "/kaylee".into(),
+            ca_cert: None,
+            cert: None,
+            key: None,
+            user: None,
+            connect_timeout: Duration::from_secs(3),
+            request_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum EtcdError {
+    #[error("etcd did not answer within {timeout:?} (endpoints: {endpoints})")]
+    Timeout {
+        timeout: Duration,
+        endpoints: String,
+    },
+    #[error("etcd settings: {0}")]
+    Config(String),
+    #[error("etcd: {0}")]
+    Client(#[from] etcd_client::Error),
+}
+
+impl EtcdError {
+    /// Whether the etcd cluster refused us for who we are (wrong password,
+    /// missing role) rather than for being unreachable.
+    pub fn is_auth(&self) -> bool {
+        match self {
+            EtcdError::Client(etcd_client::Error::GRpcStatus(s)) => matches!(
+                s.code(),
+                tonic::Code::Unauthenticated | tonic::Code::PermissionDenied
+            ),
+            _ => false,
+        }
+    }
+}
+
+impl EtcdConfig {
+    pub fn endpoints_display(&self) -> String {
+        self.endpoints.join(",")
+    }
+
+    /// The Kaylee key for `parts`, e.g. `key(&["units", "countly"])` →
+    /// `/kaylee/units/countly`.
+    pub fn key(&self, parts: &[&str]) -> String {
+        let mut k = self.prefix.clone();
+        for p in parts {
+            k.push('/');
+            k.push_str(p);
+        }
+        k
+    }
+
+    fn options(&self) -> Result<ConnectOptions, EtcdError> {
+        let mut o = ConnectOptions::new()
+            .with_connect_timeout(self.connect_timeout)
+            .with_timeout(self.request_timeout)
+            .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5));
+        if let Some(user) = &self.user {
+            let (name, password) = user
+                .split_once(':')
+                .ok_or_else(|| EtcdError::Config("--etcd-user must be user:password".into()))?;
+            o = o.with_user(name, password);
+        }
+        if self.ca_cert.is_some() || self.cert.is_some() || self.key.is_some() {
+            o = o.with_tls(self.tls()?);
+        }
+        Ok(o)
+    }
+
+    fn tls(&self) -> Result<TlsOptions, EtcdError> {
+        let read = |p: &PathBuf| {
+            std::fs::read(p)
+                .map_err(|e| EtcdError::Config(format!("cannot read {}: {e}", p.display())))
+        };
+        let mut tls = TlsOptions::new();
+        if let Some(ca) = &self.ca_cert {
+            tls = tls.ca_certificate(Certificate::from_pem(read(ca)?));
+        }
+        match (&self.cert, &self.key) {
+            (Some(cert), Some(key)) => {
+                tls = tls.identity(Identity::from_pem(read(cert)?, read(key)?))
+            }
+            (None, None) => {}
+            _ => {
+                return Err(EtcdError::Config(
+                    "--etcd-cert and --etcd-key go together".into(),
+                ));
+            }
+        }
+        if let Some(e) = self.endpoints.iter().find(|e| e.starts_with("http://")) {
+            return Err(EtcdError::Config(format!(
+                "TLS is configured but endpoint {e} is plain http://; use https://"
+            )));
+        }
+        Ok(tls)
+    }
+
+    /// Connects and checks that etcd answers, failing within about
+    /// `connect_timeout + request_timeout` with a message naming the endpoints.
+    pub async fn connect(&self) -> Result<Client, EtcdError> {
+        if self.endpoints.is_empty() {
+            return Err(EtcdError::Config("no etcd endpoints given".into()));
+        }
+        let options = self.options()?;
+        let deadline = self.connect_timeout + self.request_timeout;
+        let client = self
+            .timed_for(
+                deadline,
+                Client::connect(self.endpoints.clone(), Some(options)),
+            )
+            .await?;
+        // A cheap linearizable-free read proves an endpoint answers.
+        let mut probe = client.kv_client();
+        self.timed(probe.get(self.key(&["probe"]), None)).await?;
+        Ok(client)
+    }
+
+    /// Runs one etcd call with the request deadline.
+    pub async fn timed<T, F>(&self, call: F) -> Result<T, EtcdError>
+    where
+        F: Future<Output = Result<T, etcd_client::Error>>,
+    {
+        self.timed_for(self.request_timeout, call).await
+    }
+
+    async fn timed_for<T, F>(&self, limit: Duration, call: F) -> Result<T, EtcdError>
+    where
+        F: Future<Output = Result<T, etcd_client::Error>>,
+    {
+        match tokio::time::timeout(limit, call).await {
+            Ok(r) => Ok(r?),
+            Err(_) => Err(EtcdError::Timeout {
+                timeout: limit,
+                endpoints: self.endpoints_display(),
+            }),
+        }
+    }
+}

@@ -1,0 +1,7 @@
+//! etcd access shared by every command and controller.
+
+mod config;
+mod session;
+
+pub use config::{DEFAULT_ENDPOINTS, EtcdConfig, EtcdError};
+pub use session::Session;
