@@ -7,16 +7,16 @@ use super::quote::MAX_LINE_BYTES;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnitOption {
-    pub section: &'static str,
-    pub name: &'static str,
+    pub section: String,
+    pub name: String,
     pub value: String,
 }
 
 impl UnitOption {
-    pub fn new(section: &'static str, name: &'static str, value: impl Into<String>) -> Self {
+    pub fn new(section: &str, name: &str, value: impl Into<String>) -> Self {
         UnitOption {
-            section,
-            name,
+            section: section.to_string(),
+            name: name.to_string(),
             value: value.into(),
         }
     }
@@ -26,10 +26,10 @@ impl UnitOption {
 /// `[Name]` then `Key=Value` lines in the given order, one empty line between
 /// sections and none at the end.
 pub fn serialize(options: &[UnitOption]) -> String {
-    let mut sections: Vec<&'static str> = Vec::new();
+    let mut sections: Vec<&str> = Vec::new();
     for o in options {
-        if !sections.contains(&o.section) {
-            sections.push(o.section);
+        if !sections.contains(&o.section.as_str()) {
+            sections.push(&o.section);
         }
     }
     let mut out = String::new();
@@ -38,7 +38,7 @@ pub fn serialize(options: &[UnitOption]) -> String {
         out.push_str(section);
         out.push_str("]\n");
         for o in options.iter().filter(|o| o.section == *section) {
-            out.push_str(o.name);
+            out.push_str(&o.name);
             out.push('=');
             out.push_str(&o.value);
             out.push('\n');
@@ -50,18 +50,10 @@ pub fn serialize(options: &[UnitOption]) -> String {
     out
 }
 
-/// An option as read back from text (owned names, for arbitrary input).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ParsedOption {
-    pub section: String,
-    pub name: String,
-    pub value: String,
-}
-
 /// Reads unit text the way fleet's go-systemd does: comments and blank lines
 /// skipped, `Key=Value` trimmed, a trailing `\` continues the value onto the
 /// next line verbatim (backslash and newline kept).
-pub fn deserialize(text: &str) -> Result<Vec<ParsedOption>, String> {
+pub fn deserialize(text: &str) -> Result<Vec<UnitOption>, String> {
     let mut options = Vec::new();
     let mut section: Option<String> = None;
     let mut lines = text.split('\n').enumerate().peekable();
@@ -93,7 +85,7 @@ pub fn deserialize(text: &str) -> Result<Vec<ParsedOption>, String> {
             value.push('\n');
             value.push_str(next.trim_end_matches('\r'));
         }
-        options.push(ParsedOption {
+        options.push(UnitOption {
             section: current,
             name: name.trim().to_string(),
             value: value.trim().to_string(),

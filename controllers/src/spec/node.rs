@@ -76,16 +76,18 @@ fn check_size(text: &str, source: &str) -> Result<(), SpecErrors> {
     Ok(())
 }
 
+/// A collection being built. Its position is that of its first child: the
+/// parser's own mark for a block collection points past its first key.
 enum Frame {
     Seq {
         items: Vec<Node>,
-        pos: Pos,
+        pos: Option<Pos>,
         anchor: usize,
     },
     Map {
         entries: Vec<Entry>,
         key: Option<(String, Pos)>,
-        pos: Pos,
+        pos: Option<Pos>,
         anchor: usize,
     },
 }
@@ -122,11 +124,16 @@ impl Builder<'_> {
     }
 
     /// Attaches a finished node to its parent (or makes it the root).
-    fn finish(&mut self, node: Node, anchor: usize) -> Result<(), SpecErrors> {
+    fn finish(&mut self, mut node: Node, anchor: usize) -> Result<(), SpecErrors> {
         if anchor != 0 {
             self.anchors.insert(anchor, node.clone());
         }
         let pos = node.pos.unwrap_or(Pos { line: 0, col: 0 });
+        if let Some(Frame::Seq { pos: p @ None, .. } | Frame::Map { pos: p @ None, .. }) =
+            self.stack.last_mut()
+        {
+            *p = node.pos;
+        }
         match self.stack.last_mut() {
             None => {
                 self.root = Some(node);
@@ -138,6 +145,10 @@ impl Builder<'_> {
             }
             Some(Frame::Map { entries, key, .. }) => match key.take() {
                 Some((k, key_pos)) => {
+                    // A nested collection is best pointed at by its key.
+                    if matches!(node.kind, Kind::Seq(_) | Kind::Map(_)) {
+                        node.pos = Some(key_pos);
+                    }
                     if entries.iter().any(|e| e.key == k) {
                         return Err(SpecErrors::single(
                             self.source,
@@ -218,7 +229,7 @@ impl Builder<'_> {
                 self.no_tag(tag, pos)?;
                 let frame = Frame::Seq {
                     items: Vec::new(),
-                    pos,
+                    pos: None,
                     anchor,
                 };
                 self.push_frame(frame, pos)?;
@@ -228,29 +239,33 @@ impl Builder<'_> {
                 let frame = Frame::Map {
                     entries: Vec::new(),
                     key: None,
-                    pos,
+                    pos: None,
                     anchor,
                 };
                 self.push_frame(frame, pos)?;
             }
             Event::SequenceEnd | Event::MappingEnd => {
                 let (node, anchor) = match self.stack.pop() {
-                    Some(Frame::Seq { items, pos, anchor }) => (
+                    Some(Frame::Seq {
+                        items,
+                        pos: first,
+                        anchor,
+                    }) => (
                         Node {
                             kind: Kind::Seq(items),
-                            pos: Some(pos),
+                            pos: first.or(Some(pos)),
                         },
                         anchor,
                     ),
                     Some(Frame::Map {
                         entries,
-                        pos,
+                        pos: first,
                         anchor,
                         ..
                     }) => (
                         Node {
                             kind: Kind::Map(entries),
-                            pos: Some(pos),
+                            pos: first.or(Some(pos)),
                         },
                         anchor,
                     ),

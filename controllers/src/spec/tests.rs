@@ -1,1 +1,356 @@
 use super::*;
+
+const COUNTLY: &str = include_str!("../../../deploy/examples/countly.yaml");
+const COUNTLY_JSON: &str = include_str!("../../../deploy/examples/countly.json");
+const API: &str = include_str!("../../../deploy/examples/api.yaml");
+
+fn yaml(text: &str) -> Result<Unit, SpecErrors> {
+    from_yaml(text, "u.yaml")
+}
+
+/// A minimal valid unit with `spec_extra` appended under `spec:`.
+fn with(spec_extra: &str) -> Result<Unit, SpecErrors> {
+    yaml(&format!("name: web\nspec:\n  image: nginx:1\n{spec_extra}"))
+}
+
+fn err_text(r: Result<Unit, SpecErrors>) -> String {
+    match r {
+        Ok(u) => panic!("expected an error, got {u:?}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn yaml_and_json_forms_give_one_model() {
+    let a = yaml(COUNTLY).unwrap();
+    let b = from_json(COUNTLY_JSON, "/kaylee/units/countly").unwrap();
+    assert_eq!(a, b);
+    assert_eq!(a.spec.replicas, Some(4));
+    assert_eq!(a.spec.max_replicas_per_host, Some(2));
+    assert_eq!(a.spec.machine, vec!["ssd=false"]);
+    assert_eq!(a.spec.env[0].name, "MONGO_URL");
+}
+
+#[test]
+fn canonical_json_parses_back_to_the_same_unit() {
+    for text in [COUNTLY, API] {
+        let u = yaml(text).unwrap();
+        assert_eq!(from_json(&u.to_json(), "k").unwrap(), u);
+    }
+    assert_eq!(
+        yaml(COUNTLY).unwrap().to_json(),
+        COUNTLY_JSON.trim(),
+        "the stored form is exactly the YAML parsed"
+    );
+}
+
+#[test]
+fn every_field_of_the_api_example_is_read() {
+    let u = yaml(API).unwrap();
+    let s = &u.spec;
+    assert_eq!(u.name, "api");
+    assert_eq!(s.replicas, Some(2));
+    assert_eq!(s.max_replicas_per_host, Some(1));
+    assert_eq!(s.image, "mongo:3.2");
+    assert_eq!(s.cmd.as_deref(), Some("--quiet"));
+    assert_eq!(s.env_files, vec!["/etc/environment"]);
+    assert_eq!(
+        s.env,
+        vec![EnvVar {
+            name: "SOME_VAR".into(),
+            value: "some_value".into()
+        }]
+    );
+    assert_eq!(
+        s.volumes,
+        vec![Volume {
+            id: "vol-88bc607a".into(),
+            driver: "blocker".into(),
+            path: "/data".into(),
+            options: "a=1".into()
+        }]
+    );
+    assert_eq!(s.machine, vec!["ssd=true", "region=eu-west-1"]);
+    assert_eq!(s.docker_args, vec!["--security-opt=label:disable"]);
+    assert!(!s.global);
+    assert_eq!(s.conflicts, vec!["mongo-1"]);
+    assert_eq!(s.machine_id, None);
+    assert_eq!(s.startup_delay, None);
+}
+
+#[test]
+fn defaults() {
+    let u = with("").unwrap();
+    assert_eq!(u.spec.replicas, None, "no replicas means singleton");
+    assert_eq!(u.layout(), Layout::Singleton);
+    assert_eq!(u.desired_replicas(), 1);
+    let u = with("  volumes:\n  - id: v\n    path: /d\n  env:\n  - name: E\n").unwrap();
+    assert_eq!(u.spec.volumes[0].driver, "local");
+    assert_eq!(u.spec.volumes[0].options, "");
+    assert_eq!(u.spec.env[0].value, "");
+}
+
+#[test]
+fn layouts() {
+    assert_eq!(
+        with("  replicas: 3\n").unwrap().layout(),
+        Layout::Replicated {
+            replicas: 3,
+            groups: None
+        }
+    );
+    assert_eq!(
+        with("  global: true\n  replicas: 3\n").unwrap().layout(),
+        Layout::Global
+    );
+    assert_eq!(with("  machineId: abc\n").unwrap().layout(), Layout::Pinned);
+    assert_eq!(with("  global: true\n").unwrap().desired_replicas(), 1);
+}
+
+#[test]
+fn scalars_are_typed_like_yaml() {
+    let u = with("  replicas: 2\n  startupDelay: 0\n  cmd: 1000\n  global: false\n").unwrap();
+    assert_eq!(u.spec.replicas, Some(2));
+    assert_eq!(u.spec.startup_delay, Some(0));
+    assert_eq!(u.spec.cmd.as_deref(), Some("1000"));
+    assert!(err_text(with("  replicas: '2'\n")).contains("expected a whole number"));
+    assert!(err_text(with("  replicas: 2.5\n")).contains("expected a whole number"));
+    assert!(err_text(with("  global: yes\n")).contains("expected true or false"));
+    assert!(err_text(with("  cmd: [a]\n")).contains("spec.cmd: expected a string, found a list"));
+    assert!(err_text(with("  image: again\n")).contains("duplicate key `image`"));
+}
+
+#[test]
+fn cmd_splits_like_a_shell() {
+    let u = with("  cmd: sh -c \"echo 'a b' && sleep 1\"\n").unwrap();
+    assert_eq!(u.cmd_args(), vec!["sh", "-c", "echo 'a b' && sleep 1"]);
+    assert!(err_text(with("  cmd: \"sh -c 'unclosed\"\n")).contains("spec.cmd: cannot be split"));
+}
+
+/// Each row: a spec fragment, and what the one error must say.
+#[test]
+fn every_validation_error_names_the_field() {
+    let rows: &[(&str, &str)] = &[
+        (
+            "  replicas: 0\n",
+            "u.yaml:4:13: spec.replicas: must be between 1 and 1000, got 0",
+        ),
+        (
+            "  replicas: -3\n",
+            "spec.replicas: must be between 1 and 1000, got -3",
+        ),
+        (
+            "  replicas: 1000000000\n",
+            "spec.replicas: must be between 1 and 1000",
+        ),
+        (
+            "  replicas: 2\n  maxReplicasPerHost: 0\n",
+            "spec.maxReplicasPerHost: must be between",
+        ),
+        (
+            "  maxReplicasPerHost: 2\n",
+            "spec.maxReplicasPerHost: needs spec.replicas",
+        ),
+        (
+            "  startupDelay: 99999\n",
+            "spec.startupDelay: must be between 0 and 3600",
+        ),
+        (
+            "  replica: 2\n",
+            "u.yaml:4:3: spec.replica: unknown field (did you mean `replicas`?)",
+        ),
+        (
+            "  envFiles: [relative/path]\n",
+            "spec.envFiles[0]: must be an absolute path",
+        ),
+        (
+            "  envFiles: ['/a b']\n",
+            "spec.envFiles[0]: must not contain whitespace",
+        ),
+        (
+            "  env:\n  - name: 1BAD\n    value: x\n",
+            "spec.env[0].name: `1BAD` is not a valid environment variable name",
+        ),
+        ("  env:\n  - value: x\n", "spec.env[0].name: is required"),
+        (
+            "  env:\n  - name: A\n    vaule: x\n",
+            "spec.env[0].vaule: unknown field (did you mean `value`?)",
+        ),
+        (
+            "  env:\n  - name: A\n  - name: A\n",
+            "spec.env[1].name: duplicate variable `A`",
+        ),
+        (
+            "  env: {name: A}\n",
+            "spec.env: expected a list, found a mapping",
+        ),
+        (
+            "  volumes:\n  - id: 'a b'\n    path: /d\n",
+            "spec.volumes[0].id: `a b` is not a valid docker volume name",
+        ),
+        (
+            "  volumes:\n  - id: v\n    path: d\n",
+            "spec.volumes[0].path: must be an absolute path",
+        ),
+        (
+            "  volumes:\n  - id: v\n    path: /d:ro\n",
+            "spec.volumes[0].path: must not contain `:`",
+        ),
+        (
+            "  volumes:\n  - id: v\n",
+            "spec.volumes[0].path: is required",
+        ),
+        (
+            "  volumes:\n  - id: v\n    path: /d\n    driver: 'x y'\n",
+            "spec.volumes[0].driver: `x y` is not a valid volume driver",
+        ),
+        (
+            "  volumes:\n  - id: v\n    path: /d\n  - id: v\n    path: /e\n",
+            "spec.volumes[1].id: duplicate volume `v`",
+        ),
+        (
+            "  machine: [ssd]\n",
+            "spec.machine[0]: `ssd` must be `key=value`",
+        ),
+        (
+            "  machine: ['ssd=true region=eu']\n",
+            "spec.machine[0]: `ssd=true region=eu` must be `key=value`",
+        ),
+        (
+            "  machineId: 'abc/def'\n",
+            "spec.machineId: `abc/def` is not a fleet machine id",
+        ),
+        (
+            "  global: true\n  machineId: abc\n",
+            "spec.global: cannot be combined with spec.machineId",
+        ),
+        (
+            "  global: true\n  conflicts: [db]\n",
+            "spec.conflicts: fleet does not allow conflicts on global units",
+        ),
+        (
+            "  conflicts: ['k:db']\n",
+            "spec.conflicts[0]: `k:db` must be a Kaylee unit name",
+        ),
+        (
+            "  conflicts: ['a b.service']\n",
+            "spec.conflicts[0]: `a b.service` must be a Kaylee unit name",
+        ),
+        (
+            "  dockerArgs: x\n",
+            "spec.dockerArgs: expected a list, found a scalar",
+        ),
+    ];
+    for (fragment, expected) in rows {
+        let text = err_text(with(fragment));
+        assert!(
+            text.contains(expected),
+            "for {fragment:?}:\n  got:      {text}\n  expected: {expected}"
+        );
+        assert_eq!(
+            text.lines().count(),
+            1,
+            "one error for {fragment:?}: {text}"
+        );
+    }
+}
+
+#[test]
+fn image_and_name_rules() {
+    assert!(
+        err_text(yaml("name: web\nspec: {}\n")).contains("u.yaml:2:1: spec.image: is required")
+    );
+    assert!(
+        err_text(with_image("-v/etc:/x"))
+            .contains("spec.image: `-v/etc:/x` is not a docker image reference")
+    );
+    assert!(err_text(with_image("a b")).contains("is not a docker image reference"));
+    assert!(with_image("registry.local:5000/team/app@sha256:abc").is_ok());
+    for bad in [
+        "a:b",
+        "a/b",
+        "..",
+        ".x",
+        "a b",
+        "a\nb",
+        "",
+        "ü",
+        &"x".repeat(64),
+    ] {
+        let text = err_text(from_json(
+            &serde_json::json!({"name": bad, "spec": {"image": "x"}}).to_string(),
+            "k",
+        ));
+        assert!(text.starts_with("k: name: "), "{bad:?}: {text}");
+    }
+    assert!(err_text(yaml("spec:\n  image: x\n")).contains("name: is required"));
+}
+
+fn with_image(image: &str) -> Result<Unit, SpecErrors> {
+    from_json(
+        &serde_json::json!({"name": "web", "spec": {"image": image}}).to_string(),
+        "k",
+    )
+}
+
+#[test]
+fn all_errors_are_reported_at_once() {
+    let text = err_text(yaml(
+        "name: 'bad name'\nspec:\n  replicas: 0\n  imagee: x\n  env:\n  - name: A\n    value: [1]\n",
+    ));
+    for expected in [
+        "u.yaml:1:7: name:",
+        "u.yaml:3:13: spec.replicas:",
+        "u.yaml:4:3: spec.imagee: unknown field (did you mean `image`?)",
+        "spec.image: is required",
+        "u.yaml:7:5: spec.env[0].value: expected a string, found a list",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+}
+
+#[test]
+fn root_level_errors() {
+    assert!(err_text(yaml("- a\n- b\n")).contains("u.yaml:1:3: expected a mapping, found a list"));
+    assert!(
+        err_text(yaml("name: x\nspec: {image: y}\nextra: 1\n")).contains("extra: unknown field")
+    );
+    assert!(err_text(from_json("[1,2]", "k")).contains("k: expected a mapping, found a list"));
+    assert!(err_text(from_json("{\"name\":", "k")).contains("invalid JSON"));
+    assert!(err_text(from_json_bytes(b"\xff\xfe", "k")).contains("not UTF-8"));
+}
+
+#[test]
+fn nul_is_refused_everywhere() {
+    let doc = serde_json::json!({"name": "web", "spec": {"image": "x", "env": [{"name": "A", "value": "a\u{0}b"}]}});
+    assert!(
+        err_text(from_json(&doc.to_string(), "k"))
+            .contains("spec.env[0].value: contains a NUL character")
+    );
+    let doc = serde_json::json!({"name": "web", "spec": {"image": "x", "dockerArgs": ["\u{0}"]}});
+    assert!(
+        err_text(from_json(&doc.to_string(), "k")).contains("spec.dockerArgs[0]: contains a NUL")
+    );
+}
+
+#[test]
+fn values_too_long_for_a_fleet_line_are_refused() {
+    let long = "x".repeat(3000);
+    let doc = serde_json::json!({"name": "web", "spec": {"image": "x", "env": [{"name": "A", "value": long}]}});
+    let text = err_text(from_json(&doc.to_string(), "k"));
+    assert!(
+        text.contains("spec.env[0].value: is 3002 bytes once escaped"),
+        "{text}"
+    );
+    let doc =
+        serde_json::json!({"name": "web", "spec": {"image": "x", "cmd": format!("run {long}")}});
+    assert!(err_text(from_json(&doc.to_string(), "k")).contains("spec.cmd: is 3000 bytes"));
+}
+
+#[test]
+fn hostile_but_legal_values_are_kept_verbatim() {
+    let value = "a\nb \"c\" $HOME %n \\ ; # é";
+    let doc = serde_json::json!({"name": "web", "spec": {"image": "x", "env": [{"name": "A", "value": value}]}});
+    let u = from_json(&doc.to_string(), "k").unwrap();
+    assert_eq!(u.spec.env[0].value, value);
+}

@@ -1,0 +1,115 @@
+//! The command line: one binary is CLI and server. Global flags (etcd
+//! connection) work before or after the command, and read the same
+//! environment variables as etcdctl.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use kaylee_controllers::etcd::{DEFAULT_ENDPOINTS, EtcdConfig};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "kaylee",
+    version,
+    about = "A container manager for fleet and etcd clusters",
+    long_about = "Kaylee turns small YAML units into fleet units, rolls updates through replica by \
+                  replica, and publishes every container's IP in etcd."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub etcd: EtcdArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "etcd connection (global)")]
+pub struct EtcdArgs {
+    /// etcd endpoints, comma separated.
+    #[arg(long, global = true, env = "ETCDCTL_ENDPOINTS", default_value = DEFAULT_ENDPOINTS, value_delimiter = ',')]
+    pub etcd_endpoints: Vec<String>,
+    /// Prefix of Kaylee's keys in etcd.
+    #[arg(
+        long,
+        global = true,
+        env = "KAYLEE_ETCD_PREFIX",
+        default_value = "/kaylee"
+    )]
+    pub etcd_prefix: String,
+    /// CA certificate (PEM) to verify etcd's server certificate.
+    #[arg(long, global = true, env = "ETCDCTL_CACERT")]
+    pub etcd_cacert: Option<PathBuf>,
+    /// Client certificate (PEM) for etcd.
+    #[arg(long, global = true, env = "ETCDCTL_CERT")]
+    pub etcd_cert: Option<PathBuf>,
+    /// Client key (PEM) for etcd.
+    #[arg(long, global = true, env = "ETCDCTL_KEY")]
+    pub etcd_key: Option<PathBuf>,
+    /// etcd user as user:password.
+    #[arg(long, global = true, env = "ETCDCTL_USER", hide_env_values = true)]
+    pub etcd_user: Option<String>,
+    /// How long to wait for a connection to etcd.
+    #[arg(long, global = true, default_value = "3s", value_parser = humantime::parse_duration)]
+    pub etcd_dial_timeout: Duration,
+    /// Deadline of every etcd request.
+    #[arg(long, global = true, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub etcd_request_timeout: Duration,
+}
+
+impl EtcdArgs {
+    pub fn config(&self) -> EtcdConfig {
+        EtcdConfig {
+            endpoints: self
+                .etcd_endpoints
+                .iter()
+                .map(|e| e.trim().to_string())
+                .filter(|e| !e.is_empty())
+                .collect(),
+            prefix: self.etcd_prefix.trim_end_matches('/').to_string(),
+            ca_cert: self.etcd_cacert.clone(),
+            cert: self.etcd_cert.clone(),
+            key: self.etcd_key.clone(),
+            user: self.etcd_user.clone(),
+            connect_timeout: self.etcd_dial_timeout,
+            request_timeout: self.etcd_request_timeout,
+        }
+    }
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RenderArgs {
+    /// Prefix of every fleet unit name Kaylee owns.
+    #[arg(long, env = "KAYLEE_UNIT_PREFIX", default_value = "k")]
+    pub unit_prefix: String,
+    /// Unit every container requires and starts after; empty for none.
+    #[arg(long, env = "KAYLEE_NETWORK_UNIT", default_value = "flanneld.service")]
+    pub network_unit: String,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Check unit files offline; prints "ok" per file or every error.
+    Validate {
+        /// YAML (or JSON) unit files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Print the fleet units a unit file would produce, offline.
+    Render {
+        /// A YAML (or JSON) unit file.
+        file: PathBuf,
+        #[command(flatten)]
+        render: RenderArgs,
+        /// Restart marker to render with (as `kaylee restart` would set).
+        #[arg(long, default_value = "")]
+        restart_marker: String,
+        #[arg(short, long, value_enum, default_value = "text")]
+        output: Output,
+    },
+}

@@ -1,0 +1,47 @@
+//! One module per command; each returns an [`Exit`] on failure.
+
+pub mod render;
+pub mod validate;
+
+use std::fmt;
+use std::path::Path;
+
+/// Exit codes (DESIGN §8): 1 runtime failure, 2 bad input.
+#[derive(Debug)]
+pub struct Exit {
+    pub code: u8,
+    pub message: String,
+}
+
+impl Exit {
+    pub fn runtime(message: impl fmt::Display) -> Self {
+        Exit {
+            code: 1,
+            message: message.to_string(),
+        }
+    }
+
+    pub fn bad_input(message: impl fmt::Display) -> Self {
+        Exit {
+            code: 2,
+            message: message.to_string(),
+        }
+    }
+}
+
+pub type Result<T = ()> = std::result::Result<T, Exit>;
+
+/// Reads and parses one unit file; the errors name the file.
+pub fn load_unit(path: &Path) -> std::result::Result<kaylee_controllers::spec::Unit, String> {
+    let source = path.display().to_string();
+    let meta = std::fs::metadata(path).map_err(|e| format!("{source}: {e}"))?;
+    let limit = kaylee_controllers::spec::MAX_DOCUMENT_BYTES as u64;
+    if meta.len() > limit {
+        return Err(format!(
+            "{source}: file is {} bytes; the limit is {limit} bytes",
+            meta.len()
+        ));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{source}: {e}"))?;
+    kaylee_controllers::spec::from_yaml(&text, &source).map_err(|e| e.to_string())
+}
