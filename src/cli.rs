@@ -86,6 +86,59 @@ pub struct RenderArgs {
     pub network_unit: String,
 }
 
+/// Where fleet's registry is, and which of its units are Kaylee's.
+#[derive(Args, Debug, Clone)]
+pub struct FleetArgs {
+    /// Prefix of fleet's registry in etcd.
+    #[arg(
+        long,
+        env = "KAYLEE_FLEET_PREFIX",
+        default_value = "/_coreos.com/fleet/"
+    )]
+    pub fleet_prefix: String,
+    /// Prefix of every fleet unit name Kaylee owns.
+    #[arg(long, env = "KAYLEE_UNIT_PREFIX", default_value = "k")]
+    pub unit_prefix: String,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ServerArgs {
+    #[command(flatten)]
+    pub fleet: FleetArgs,
+    /// Unit every container requires and starts after; empty for none.
+    #[arg(long, env = "KAYLEE_NETWORK_UNIT", default_value = "flanneld.service")]
+    pub network_unit: String,
+    /// TTL of the server's lease: how long a dead leader keeps leadership.
+    #[arg(long, env = "KAYLEE_LEASE_TTL", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub lease_ttl: Duration,
+    /// How long a rolling update waits for a new unit to run before going on.
+    #[arg(long, env = "KAYLEE_START_TIMEOUT", default_value = "2m", value_parser = humantime::parse_duration)]
+    pub start_timeout: Duration,
+    /// How often every unit is reconciled even without changes.
+    #[arg(long, env = "KAYLEE_RESYNC_PERIOD", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub resync_period: Duration,
+    /// Units reconciled in parallel.
+    #[arg(long, env = "KAYLEE_WORKERS", default_value_t = 8)]
+    pub workers: usize,
+    /// Operations per etcd transaction (etcd's --max-txn-ops).
+    #[arg(long, env = "KAYLEE_MAX_TXN_OPS", default_value_t = 128)]
+    pub max_txn_ops: usize,
+    /// This machine's id for registered instances [default: /etc/machine-id].
+    #[arg(long, env = "KAYLEE_MACHINE_ID")]
+    pub machine_id: Option<String>,
+    /// Name stored in the leader key [default: <hostname>/<pid>].
+    #[arg(long, env = "KAYLEE_NAME")]
+    pub name: Option<String>,
+    #[arg(long, env = "KAYLEE_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Output {
     Text,
@@ -109,6 +162,30 @@ pub enum Command {
         /// Restart marker to render with (as `kaylee restart` would set).
         #[arg(long, default_value = "")]
         restart_marker: String,
+        #[arg(short, long, value_enum, default_value = "text")]
+        output: Output,
+    },
+    /// Run a server: leader-elected units controller and container registrator.
+    Server(ServerArgs),
+    /// Validate unit files and create or update the units in etcd.
+    Run {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// List units: replicas running/desired, image, spec hash, status.
+    Ls {
+        #[arg(short, long, value_enum, default_value = "text")]
+        output: Output,
+    },
+    /// Roll every replica of a unit without changing its spec.
+    Restart { name: String },
+    /// Delete a unit; the leader destroys its fleet units.
+    Rm { name: String },
+    /// Show a unit's fleet units, their machines and states, and instances.
+    Status {
+        name: String,
+        #[command(flatten)]
+        fleet: FleetArgs,
         #[arg(short, long, value_enum, default_value = "text")]
         output: Output,
     },

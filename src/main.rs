@@ -2,13 +2,21 @@
 
 mod cli;
 mod commands;
+mod logging;
+mod table;
 
 use clap::Parser;
-use cli::{Cli, Command};
+use cli::{Cli, Command, LogFormat};
 use std::process::ExitCode;
 
-fn main() -> ExitCode {
+#[tokio::main]
+async fn main() -> ExitCode {
     let cli = Cli::parse();
+    let etcd = &cli.etcd;
+    match &cli.command {
+        Command::Server(args) => logging::init(args.log_format, "info"),
+        _ => logging::init(LogFormat::Text, "warn"),
+    }
     let result = match &cli.command {
         Command::Validate { files } => commands::validate::run(files),
         Command::Render {
@@ -17,6 +25,16 @@ fn main() -> ExitCode {
             restart_marker,
             output,
         } => commands::render::run(file, render, restart_marker, *output),
+        Command::Server(args) => commands::server::run(etcd, args).await,
+        Command::Run { files } => commands::units::run(etcd, files).await,
+        Command::Ls { output } => commands::show::ls(etcd, *output).await,
+        Command::Restart { name } => commands::units::restart(etcd, name).await,
+        Command::Rm { name } => commands::units::rm(etcd, name).await,
+        Command::Status {
+            name,
+            fleet,
+            output,
+        } => commands::show::status(etcd, name, fleet, *output).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -2,6 +2,12 @@
 //! controller runtime and the controllers. The `kaylee` binary is a thin CLI
 //! over this crate.
 
+pub mod client;
 pub mod etcd;
 pub mod fleet;
+pub mod keys;
+pub mod registry;
+pub mod runtime;
+pub mod server;
 pub mod spec;
+pub mod units;

@@ -1,6 +1,9 @@
 //! One module per command; each returns an [`Exit`] on failure.
 
 pub mod render;
+pub mod server;
+pub mod show;
+pub mod units;
 pub mod validate;
 
 use std::fmt;

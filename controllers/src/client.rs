@@ -1,0 +1,279 @@
+//! What the online CLI does against etcd: write units, read them back with
+//! their status, restart and remove them, and read fleet's view of one unit.
+
+use crate::etcd::{EtcdConfig, EtcdError};
+use crate::keys::{FleetKeys, JobField, KayleeKeys};
+use crate::registry::FleetRegistry;
+use crate::runtime::Source;
+use crate::spec::{self, Unit};
+use crate::units::UnitStatus;
+use etcd_client::{Client, Compare, CompareOp, GetOptions, Txn, TxnOp};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("no unit named `{0}`")]
+    NotFound(String),
+    #[error(transparent)]
+    Etcd(#[from] EtcdError),
+    #[error("reading fleet's registry: {0}")]
+    Fleet(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Applied {
+    Created,
+    Updated,
+    Unchanged,
+}
+
+/// A unit as stored, with what the leader last reported about it.
+#[derive(Debug, Clone)]
+pub struct UnitView {
+    pub name: String,
+    /// The stored spec, or why it does not parse.
+    pub spec: Result<Unit, String>,
+    pub status: Option<UnitStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Instance {
+    pub machine: String,
+    pub container: String,
+    pub ip: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct FleetUnitView {
+    pub name: String,
+    pub target_state: String,
+    /// The machine fleet's engine scheduled it to, if any.
+    pub target: Option<String>,
+    /// Per reporting machine: `activeState/subState`.
+    pub states: BTreeMap<String, String>,
+}
+
+pub struct KayleeClient {
+    client: Client,
+    etcd: EtcdConfig,
+    keys: KayleeKeys,
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+impl KayleeClient {
+    pub async fn connect(etcd: &EtcdConfig) -> Result<Self, EtcdError> {
+        Ok(KayleeClient {
+            client: etcd.connect().await?,
+            etcd: etcd.clone(),
+            keys: KayleeKeys::new(&etcd.prefix),
+        })
+    }
+
+    pub fn etcd_client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Stores a unit's canonical JSON unless it is already exactly that.
+    pub async fn apply(&self, unit: &Unit) -> Result<Applied, ClientError> {
+        let key = self.keys.unit(&unit.name);
+        let json = unit.to_json();
+        let mut kv = self.client.kv_client();
+        let current = self.etcd.timed(kv.get(key.clone(), None)).await?;
+        let existing = current.kvs().first();
+        if existing.is_some_and(|k| k.value() == json.as_bytes()) {
+            return Ok(Applied::Unchanged);
+        }
+        // Only over what was read: a concurrent writer makes us re-read.
+        let seen = existing.map(|k| k.mod_revision()).unwrap_or(0);
+        let txn = Txn::new()
+            .when([Compare::mod_revision(key.clone(), CompareOp::Equal, seen)])
+            .and_then([TxnOp::put(key, json, None)]);
+        let resp = self.etcd.timed(kv.txn(txn)).await?;
+        if !resp.succeeded() {
+            return Box::pin(self.apply(unit)).await;
+        }
+        Ok(if existing.is_some() {
+            Applied::Updated
+        } else {
+            Applied::Created
+        })
+    }
+
+    async fn get_prefix(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, EtcdError> {
+        let mut kv = self.client.kv_client();
+        let resp = self
+            .etcd
+            .timed(kv.get(prefix, Some(GetOptions::new().with_prefix())))
+            .await?;
+        Ok(resp
+            .kvs()
+            .iter()
+            .filter_map(|k| Some((k.key_str().ok()?.to_string(), k.value().to_vec())))
+            .collect())
+    }
+
+    /// Every stored unit, sorted by name.
+    pub async fn list(&self) -> Result<Vec<UnitView>, ClientError> {
+        let units_dir = self.keys.units();
+        let status_dir = self.keys.statuses();
+        let statuses: BTreeMap<String, UnitStatus> = self
+            .get_prefix(&status_dir)
+            .await?
+            .into_iter()
+            .filter_map(|(k, v)| {
+                let name = KayleeKeys::name_in(&status_dir, &k)?.to_string();
+                Some((name, serde_json::from_slice(&v).ok()?))
+            })
+            .collect();
+        let mut views: Vec<UnitView> = self
+            .get_prefix(&units_dir)
+            .await?
+            .into_iter()
+            .filter_map(|(k, v)| {
+                let name = KayleeKeys::name_in(&units_dir, &k)?.to_string();
+                Some(UnitView {
+                    spec: spec::from_json_bytes(&v, &k).map_err(|e| e.to_string()),
+                    status: statuses.get(&name).cloned(),
+                    name,
+                })
+            })
+            .collect();
+        views.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(views)
+    }
+
+    pub async fn get(&self, name: &str) -> Result<UnitView, ClientError> {
+        let mut kv = self.client.kv_client();
+        let key = self.keys.unit(name);
+        let unit = self.etcd.timed(kv.get(key.clone(), None)).await?;
+        let Some(stored) = unit.kvs().first() else {
+            return Err(ClientError::NotFound(name.to_string()));
+        };
+        let status = self
+            .etcd
+            .timed(kv.get(self.keys.status(name), None))
+            .await?;
+        Ok(UnitView {
+            name: name.to_string(),
+            spec: spec::from_json_bytes(stored.value(), &key).map_err(|e| e.to_string()),
+            status: status
+                .kvs()
+                .first()
+                .and_then(|k| serde_json::from_slice(k.value()).ok()),
+        })
+    }
+
+    /// Sets a new restart marker, which rolls every replica; returns it.
+    pub async fn restart(&self, name: &str) -> Result<String, ClientError> {
+        let marker = humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string();
+        let exists = Compare::version(self.keys.unit(name), CompareOp::Greater, 0);
+        let txn = Txn::new().when([exists]).and_then([TxnOp::put(
+            self.keys.restart(name),
+            marker.clone(),
+            None,
+        )]);
+        let mut kv = self.client.kv_client();
+        if !self.etcd.timed(kv.txn(txn)).await?.succeeded() {
+            return Err(ClientError::NotFound(name.to_string()));
+        }
+        Ok(marker)
+    }
+
+    /// Deletes a unit (and its restart marker); the leader then destroys
+    /// its fleet units.
+    pub async fn remove(&self, name: &str) -> Result<(), ClientError> {
+        let unit = self.keys.unit(name);
+        let txn = Txn::new()
+            .when([Compare::version(unit.clone(), CompareOp::Greater, 0)])
+            .and_then([
+                TxnOp::delete(unit, None),
+                TxnOp::delete(self.keys.restart(name), None),
+            ]);
+        let mut kv = self.client.kv_client();
+        if !self.etcd.timed(kv.txn(txn)).await?.succeeded() {
+            return Err(ClientError::NotFound(name.to_string()));
+        }
+        Ok(())
+    }
+
+    /// Registered containers of one unit, on every machine.
+    pub async fn instances(&self, name: &str) -> Result<Vec<Instance>, ClientError> {
+        let dir = self.keys.instances();
+        Ok(self
+            .get_prefix(&dir)
+            .await?
+            .into_iter()
+            .filter_map(|(k, v)| {
+                let mut parts = k.strip_prefix(&dir)?.splitn(3, '/');
+                let (machine, unit, container) = (parts.next()?, parts.next()?, parts.next()?);
+                (unit == name).then(|| Instance {
+                    machine: machine.to_string(),
+                    container: container.to_string(),
+                    ip: text(&v),
+                })
+            })
+            .collect())
+    }
+}
+
+#[derive(Deserialize)]
+struct StateJson {
+    #[serde(rename = "activeState", default)]
+    active: String,
+    #[serde(rename = "subState", default)]
+    sub: String,
+}
+
+/// fleet's view of one Kaylee unit: its jobs, where they are scheduled and
+/// what the agents report.
+pub async fn fleet_units<R: FleetRegistry>(
+    registry: &R,
+    unit: &str,
+) -> Result<Vec<FleetUnitView>, ClientError> {
+    let keys: &FleetKeys = registry.keys();
+    let fail = |e: crate::runtime::SourceError| ClientError::Fleet(e.to_string());
+    let jobs = registry
+        .source(keys.unit_jobs(unit))
+        .list()
+        .await
+        .map_err(fail)?;
+    let states = registry
+        .source(keys.unit_states(unit))
+        .list()
+        .await
+        .map_err(fail)?;
+    let mut views: BTreeMap<String, FleetUnitView> = BTreeMap::new();
+    for item in jobs.items {
+        let Some((name, field)) = keys.parse_job(&item.key) else {
+            continue;
+        };
+        let view = views
+            .entry(name.to_string())
+            .or_insert_with(|| FleetUnitView {
+                name: name.to_string(),
+                ..FleetUnitView::default()
+            });
+        match field {
+            JobField::TargetState => view.target_state = text(&item.value),
+            JobField::Target => view.target = Some(text(&item.value)),
+            JobField::Object => {}
+        }
+    }
+    for item in states.items {
+        let Some((name, machine)) = keys.parse_state(&item.key) else {
+            continue;
+        };
+        if let Some(view) = views.get_mut(name) {
+            let state = serde_json::from_slice::<StateJson>(&item.value)
+                .map(|s| format!("{}/{}", s.active, s.sub))
+                .unwrap_or_else(|_| "unknown".into());
+            view.states.insert(machine.to_string(), state);
+        }
+    }
+    Ok(views.into_values().collect())
+}

@@ -1,0 +1,196 @@
+//! Where things live in etcd: Kaylee's own keys (DESIGN §3) and fleet's
+//! registry (fleet-registry.md). Every key is built and parsed here only.
+
+/// Kaylee's keyspace under `--etcd-prefix` (default `/kaylee`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KayleeKeys {
+    prefix: String,
+}
+
+impl KayleeKeys {
+    pub fn new(prefix: &str) -> Self {
+        KayleeKeys {
+            prefix: prefix.trim_end_matches('/').to_string(),
+        }
+    }
+
+    fn dir(&self, kind: &str) -> String {
+        format!("{}/{kind}/", self.prefix)
+    }
+
+    pub fn units(&self) -> String {
+        self.dir("units")
+    }
+    pub fn unit(&self, name: &str) -> String {
+        format!("{}{name}", self.units())
+    }
+    pub fn restarts(&self) -> String {
+        self.dir("restarts")
+    }
+    pub fn restart(&self, name: &str) -> String {
+        format!("{}{name}", self.restarts())
+    }
+    pub fn statuses(&self) -> String {
+        self.dir("status")
+    }
+    pub fn status(&self, name: &str) -> String {
+        format!("{}{name}", self.statuses())
+    }
+    pub fn leader(&self) -> String {
+        self.dir("leader")
+    }
+    pub fn instances(&self) -> String {
+        self.dir("instances")
+    }
+    pub fn machine_instances(&self, machine: &str) -> String {
+        format!("{}{machine}/", self.instances())
+    }
+
+    /// The unit name in a key directly under `dir` (`/kaylee/units/x` → `x`);
+    /// deeper or empty names are not units.
+    pub fn name_in<'a>(dir: &str, key: &'a str) -> Option<&'a str> {
+        let name = key.strip_prefix(dir)?;
+        (!name.is_empty() && !name.contains('/')).then_some(name)
+    }
+}
+
+/// fleet's registry under `--fleet-prefix` (default `/_coreos.com/fleet/`),
+/// restricted to unit names starting with `<unit-prefix>:`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FleetKeys {
+    pub prefix: String,
+    pub unit_prefix: String,
+}
+
+/// What a key under `job/` says about one fleet unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobField {
+    Object,
+    TargetState,
+    Target,
+}
+
+impl FleetKeys {
+    pub fn new(prefix: &str, unit_prefix: &str) -> Self {
+        let mut prefix = prefix.to_string();
+        if !prefix.ends_with('/') {
+            prefix.push('/');
+        }
+        FleetKeys {
+            prefix,
+            unit_prefix: unit_prefix.to_string(),
+        }
+    }
+
+    /// Prefix of every job key Kaylee may own: `<fleet>job/<unit-prefix>:`.
+    pub fn jobs(&self) -> String {
+        format!("{}job/{}:", self.prefix, self.unit_prefix)
+    }
+    /// Prefix of every state key of Kaylee's units.
+    pub fn states(&self) -> String {
+        format!("{}states/{}:", self.prefix, self.unit_prefix)
+    }
+    /// Prefix of the job keys of one Kaylee unit.
+    pub fn unit_jobs(&self, unit: &str) -> String {
+        format!("{}{unit}:", self.jobs())
+    }
+    /// Prefix of the state keys of one Kaylee unit.
+    pub fn unit_states(&self, unit: &str) -> String {
+        format!("{}{unit}:", self.states())
+    }
+    /// The "directory" of one job; destroying a unit deletes it all.
+    pub fn job(&self, fleet_name: &str) -> String {
+        format!("{}job/{fleet_name}/", self.prefix)
+    }
+    /// A record key relative to the fleet prefix, made absolute.
+    pub fn absolute(&self, relative: &str) -> String {
+        format!("{}{relative}", self.prefix)
+    }
+
+    /// `<fleet>job/<name>/object` → (name, Object).
+    pub fn parse_job<'a>(&self, key: &'a str) -> Option<(&'a str, JobField)> {
+        let rest = key.strip_prefix(&self.prefix)?.strip_prefix("job/")?;
+        let (name, field) = rest.rsplit_once('/')?;
+        let field = match field {
+            "object" => JobField::Object,
+            "target-state" => JobField::TargetState,
+            "target" => JobField::Target,
+            _ => return None,
+        };
+        self.owns(name).then_some((name, field))
+    }
+
+    /// `<fleet>states/<name>/<machine>` → (name, machine).
+    pub fn parse_state<'a>(&self, key: &'a str) -> Option<(&'a str, &'a str)> {
+        let rest = key.strip_prefix(&self.prefix)?.strip_prefix("states/")?;
+        let (name, machine) = rest.split_once('/')?;
+        (self.owns(name) && !machine.is_empty() && !machine.contains('/'))
+            .then_some((name, machine))
+    }
+
+    fn owns(&self, fleet_name: &str) -> bool {
+        fleet_name
+            .strip_prefix(&self.unit_prefix)
+            .is_some_and(|r| r.starts_with(':'))
+    }
+
+    /// The Kaylee unit a job or state key belongs to.
+    pub fn unit_of_key<'a>(&self, key: &'a str) -> Option<&'a str> {
+        let name = match self.parse_job(key) {
+            Some((name, _)) => name,
+            None => self.parse_state(key)?.0,
+        };
+        crate::fleet::naming::unit_of(name, &self.unit_prefix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kaylee_keys() {
+        let k = KayleeKeys::new("/kaylee/");
+        assert_eq!(k.unit("countly"), "/kaylee/units/countly");
+        assert_eq!(k.restart("countly"), "/kaylee/restarts/countly");
+        assert_eq!(k.status("countly"), "/kaylee/status/countly");
+        assert_eq!(k.machine_instances("m1"), "/kaylee/instances/m1/");
+        assert_eq!(
+            KayleeKeys::name_in(&k.units(), "/kaylee/units/x"),
+            Some("x")
+        );
+        assert_eq!(KayleeKeys::name_in(&k.units(), "/kaylee/units/x/y"), None);
+        assert_eq!(KayleeKeys::name_in(&k.units(), "/kaylee/units/"), None);
+    }
+
+    #[test]
+    fn fleet_keys_only_own_the_unit_prefix() {
+        let f = FleetKeys::new("/_coreos.com/fleet", "k");
+        assert_eq!(f.jobs(), "/_coreos.com/fleet/job/k:");
+        let name = "k:countly:4f9a1c:dc608f:3.service";
+        assert_eq!(
+            f.parse_job(&format!("/_coreos.com/fleet/job/{name}/object")),
+            Some((name, JobField::Object))
+        );
+        assert_eq!(
+            f.parse_state(&format!("/_coreos.com/fleet/states/{name}/m1")),
+            Some((name, "m1"))
+        );
+        assert_eq!(
+            f.unit_of_key(&format!("/_coreos.com/fleet/states/{name}/m1")),
+            Some("countly")
+        );
+        assert_eq!(
+            f.parse_job("/_coreos.com/fleet/job/kk:x:a:b:1.service/object"),
+            None
+        );
+        assert_eq!(
+            f.parse_job("/_coreos.com/fleet/job/etcd.service/object"),
+            None
+        );
+        assert_eq!(
+            f.parse_job(&format!("/_coreos.com/fleet/job/{name}/other")),
+            None
+        );
+    }
+}

@@ -1,0 +1,61 @@
+//! fleet's registry as Kaylee sees it: two sources to watch (jobs and
+//! states, only names with Kaylee's unit prefix) and one fenced way to
+//! write (create and destroy units). The controller does not know which etcd
+//! API is behind it.
+
+mod v3;
+
+pub use v3::{DEFAULT_MAX_TXN_OPS, V3Registry};
+
+use crate::etcd::EtcdError;
+use crate::keys::FleetKeys;
+use crate::runtime::Source;
+use crate::runtime::election::Fence;
+use std::future::Future;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FleetOp {
+    /// Submit and start a unit: `unit/<sha1>`, `job/<name>/object`,
+    /// `job/<name>/target-state` = `launched`.
+    Create { name: String, text: String },
+    /// Remove the whole `job/<name>/` directory (fleet keeps `unit/<sha1>`).
+    Destroy { name: String },
+}
+
+impl FleetOp {
+    pub fn name(&self) -> &str {
+        match self {
+            FleetOp::Create { name, .. } | FleetOp::Destroy { name } => name,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("leadership lost: the write was refused by the fence")]
+    Fenced,
+    #[error(transparent)]
+    Etcd(#[from] EtcdError),
+    #[error("{0}")]
+    Failed(String),
+}
+
+pub trait FleetRegistry: Send + Sync + 'static {
+    type Source: Source + Clone;
+
+    fn keys(&self) -> &FleetKeys;
+    /// `<fleet>job/<unit-prefix>:…`
+    fn jobs_source(&self) -> Self::Source;
+    /// `<fleet>states/<unit-prefix>:…`
+    fn states_source(&self) -> Self::Source;
+    /// Any narrower prefix of the registry (e.g. one unit's jobs, for the
+    /// CLI), as an absolute key prefix.
+    fn source(&self, prefix: String) -> Self::Source;
+    /// Writes `ops` only while `fence` holds; each op is atomic, and as many
+    /// ops as fit go in one transaction.
+    fn apply(
+        &self,
+        ops: &[FleetOp],
+        fence: &Fence,
+    ) -> impl Future<Output = Result<(), ApplyError>> + Send;
+}

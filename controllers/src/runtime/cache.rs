@@ -1,0 +1,228 @@
+//! An informer's in-memory copy of one etcd prefix (the reflector store),
+//! indexed by Kaylee unit name so that reconciling one unit never scans the
+//! whole cache.
+
+use dashmap::DashMap;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+use super::informer::Item;
+
+type NameOf = Box<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+/// A cached value and the etcd revision (v2: index) it was written at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Value {
+    pub bytes: Arc<[u8]>,
+    pub revision: i64,
+}
+
+pub struct Cache {
+    entries: DashMap<String, Value>,
+    index: DashMap<String, BTreeSet<String>>,
+    name_of: NameOf,
+    /// Bumped after every applied batch, so writers can wait to read their
+    /// own writes.
+    generation: watch::Sender<u64>,
+    synced: watch::Sender<bool>,
+}
+
+impl Cache {
+    /// `name_of` maps a key to the Kaylee unit it belongs to; keys it maps to
+    /// `None` are not cached at all.
+    pub fn new(name_of: impl Fn(&str) -> Option<String> + Send + Sync + 'static) -> Arc<Cache> {
+        Arc::new(Cache {
+            entries: DashMap::new(),
+            index: DashMap::new(),
+            name_of: Box::new(name_of),
+            generation: watch::channel(0).0,
+            synced: watch::channel(false).0,
+        })
+    }
+
+    pub fn get(&self, key: &str) -> Option<Value> {
+        self.entries.get(key).map(|v| v.clone())
+    }
+
+    /// Every cached key of one unit, with its value, in key order.
+    pub fn entries_of(&self, name: &str) -> Vec<(String, Value)> {
+        let Some(keys) = self.index.get(name).map(|k| k.clone()) else {
+            return Vec::new();
+        };
+        keys.into_iter()
+            .filter_map(|k| self.get(&k).map(|v| (k, v)))
+            .collect()
+    }
+
+    /// Every unit name with at least one key.
+    pub fn names(&self) -> Vec<String> {
+        self.index.iter().map(|e| e.key().clone()).collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn is_synced(&self) -> bool {
+        *self.synced.borrow()
+    }
+
+    pub(crate) fn set_synced(&self) {
+        self.synced.send_replace(true);
+    }
+
+    pub async fn wait_synced(&self) {
+        let mut rx = self.synced.subscribe();
+        // The sender lives as long as the cache, so this only ends when synced.
+        let _ = rx.wait_for(|s| *s).await;
+    }
+
+    /// Waits until `done` holds on this cache (checked after every applied
+    /// batch), or `limit` passes. Returns whether it holds.
+    pub async fn wait_until(&self, limit: Duration, done: impl Fn(&Cache) -> bool) -> bool {
+        let mut rx = self.generation.subscribe();
+        let wait = async {
+            loop {
+                if done(self) {
+                    return;
+                }
+                if rx.changed().await.is_err() {
+                    return;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(limit, wait).await;
+        done(self)
+    }
+
+    pub(crate) fn bump(&self) {
+        self.generation.send_modify(|g| *g += 1);
+    }
+
+    /// Stores a value; returns the unit to reconcile if anything changed.
+    pub(crate) fn put(&self, key: &str, value: &[u8], revision: i64) -> Option<String> {
+        let name = (self.name_of)(key)?;
+        if self
+            .entries
+            .get(key)
+            .is_some_and(|v| &*v.bytes == value && v.revision == revision)
+        {
+            return None;
+        }
+        let value = Value {
+            bytes: Arc::from(value),
+            revision,
+        };
+        self.entries.insert(key.to_string(), value);
+        self.index
+            .entry(name.clone())
+            .or_default()
+            .insert(key.to_string());
+        Some(name)
+    }
+
+    pub(crate) fn delete(&self, key: &str) -> Option<String> {
+        self.entries.remove(key)?;
+        let name = (self.name_of)(key)?;
+        if let Some(mut keys) = self.index.get_mut(&name) {
+            keys.remove(key);
+        }
+        self.index.remove_if(&name, |_, keys| keys.is_empty());
+        Some(name)
+    }
+
+    /// Replaces the whole content after a (re)list; returns every unit whose
+    /// keys changed, so a relist enqueues exactly what it missed.
+    pub(crate) fn replace(&self, items: Vec<Item>) -> BTreeSet<String> {
+        let fresh: HashMap<String, Item> = items.into_iter().map(|i| (i.key.clone(), i)).collect();
+        let mut changed = BTreeSet::new();
+        let stale: Vec<String> = self
+            .entries
+            .iter()
+            .filter(|e| !fresh.contains_key(e.key()))
+            .map(|e| e.key().clone())
+            .collect();
+        for key in stale {
+            changed.extend(self.delete(&key));
+        }
+        for (key, item) in &fresh {
+            changed.extend(self.put(key, &item.value, item.revision));
+        }
+        changed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cache() -> Arc<Cache> {
+        Cache::new(|k| {
+            k.strip_prefix("/u/")
+                .map(|r| r.split('/').next().unwrap_or(r).to_string())
+        })
+    }
+
+    #[test]
+    fn index_follows_puts_and_deletes() {
+        let c = cache();
+        assert_eq!(c.put("/u/a/1", b"x", 1), Some("a".into()));
+        assert_eq!(c.put("/u/a/1", b"x", 1), None, "same value is no change");
+        assert_eq!(c.put("/u/a/2", b"y", 2), Some("a".into()));
+        assert_eq!(
+            c.put("/other", b"z", 3),
+            None,
+            "foreign keys are not cached"
+        );
+        assert_eq!(c.entries_of("a").len(), 2);
+        assert_eq!(c.delete("/u/a/1"), Some("a".into()));
+        assert_eq!(c.delete("/u/a/1"), None);
+        assert_eq!(c.delete("/u/a/2"), Some("a".into()));
+        assert!(c.names().is_empty());
+    }
+
+    #[test]
+    fn replace_reports_only_what_changed() {
+        let c = cache();
+        c.put("/u/a/1", b"x", 1);
+        c.put("/u/b/1", b"x", 1);
+        c.put("/u/c/1", b"x", 1);
+        let item = |key: &str, value: &[u8]| Item {
+            key: key.into(),
+            value: value.to_vec(),
+            revision: 1,
+        };
+        let changed = c.replace(vec![
+            item("/u/a/1", b"x"),
+            item("/u/b/1", b"changed"),
+            item("/u/d/1", b"new"),
+        ]);
+        assert_eq!(changed.into_iter().collect::<Vec<_>>(), ["b", "c", "d"]);
+        assert!(c.get("/u/c/1").is_none());
+    }
+
+    #[tokio::test]
+    async fn wait_until_sees_later_writes() {
+        let c = cache();
+        let c2 = c.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            c2.put("/u/a/1", b"x", 1);
+            c2.bump();
+        });
+        assert!(
+            c.wait_until(Duration::from_secs(2), |c| c.get("/u/a/1").is_some())
+                .await
+        );
+        assert!(
+            !c.wait_until(Duration::from_millis(10), |c| c.get("/u/zzz").is_some())
+                .await
+        );
+    }
+}

@@ -1,0 +1,141 @@
+//! An informer source over one etcd v3 key prefix.
+
+use super::informer::{EventStream, Item, Listing, Source, SourceError, WatchEvent};
+use crate::etcd::EtcdConfig;
+use etcd_client::{Client, EventType, GetOptions, WatchOptions};
+
+/// Keys per page when listing, so a large prefix never hits the gRPC
+/// message limit.
+const PAGE: i64 = 2000;
+
+#[derive(Clone)]
+pub struct EtcdPrefix {
+    client: Client,
+    config: EtcdConfig,
+    prefix: String,
+}
+
+impl EtcdPrefix {
+    pub fn new(client: Client, config: EtcdConfig, prefix: impl Into<String>) -> Self {
+        EtcdPrefix {
+            client,
+            config,
+            prefix: prefix.into(),
+        }
+    }
+}
+
+/// The smallest key greater than every key with `prefix`.
+pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0]
+}
+
+fn failed(e: impl std::fmt::Display) -> SourceError {
+    SourceError::Failed(e.to_string())
+}
+
+impl Source for EtcdPrefix {
+    async fn list(&self) -> Result<Listing, SourceError> {
+        let mut kv = self.client.kv_client();
+        let end = prefix_end(self.prefix.as_bytes());
+        let mut start = self.prefix.as_bytes().to_vec();
+        let mut listing = Listing::default();
+        loop {
+            let mut opts = GetOptions::new().with_range(end.clone()).with_limit(PAGE);
+            if listing.revision > 0 {
+                opts = opts.with_revision(listing.revision);
+            }
+            let resp = self
+                .config
+                .timed(kv.get(start.clone(), Some(opts)))
+                .await
+                .map_err(failed)?;
+            if listing.revision == 0 {
+                listing.revision = resp.header().map(|h| h.revision()).unwrap_or(0);
+            }
+            for item in resp.kvs() {
+                // Keys that are not UTF-8 were not written by Kaylee or fleet.
+                if let Ok(key) = item.key_str() {
+                    listing.items.push(Item {
+                        key: key.to_string(),
+                        value: item.value().to_vec(),
+                        revision: item.mod_revision(),
+                    });
+                }
+            }
+            match resp.kvs().last() {
+                Some(last) if resp.more() => {
+                    start = last.key().to_vec();
+                    start.push(0);
+                }
+                _ => return Ok(listing),
+            }
+        }
+    }
+
+    async fn watch(&self, revision: i64) -> Result<EventStream, SourceError> {
+        let mut client = self.client.clone();
+        let opts = WatchOptions::new()
+            .with_prefix()
+            .with_prev_key()
+            .with_start_revision(revision + 1);
+        let stream = self
+            .config
+            .timed(client.watch(self.prefix.clone(), Some(opts)))
+            .await
+            .map_err(failed)?;
+        let events = futures::stream::unfold(Some(stream), |state| async move {
+            let mut stream = state?;
+            let item = match stream.message().await {
+                Ok(Some(resp)) if resp.canceled() => {
+                    if resp.compact_revision() > 0 {
+                        Err(SourceError::Compacted)
+                    } else {
+                        Err(failed(format!("watch canceled: {}", resp.cancel_reason())))
+                    }
+                }
+                Ok(Some(resp)) => Ok(resp
+                    .events()
+                    .iter()
+                    .filter_map(|e| {
+                        let kv = e.kv()?;
+                        let key = kv.key_str().ok()?.to_string();
+                        Some(match e.event_type() {
+                            EventType::Put => WatchEvent::Put {
+                                key,
+                                value: kv.value().to_vec(),
+                                revision: kv.mod_revision(),
+                            },
+                            EventType::Delete => WatchEvent::Delete { key },
+                        })
+                    })
+                    .collect()),
+                Ok(None) => return None,
+                Err(e) => Err(failed(e)),
+            };
+            // After an error the stream is finished.
+            let next = item.is_ok().then_some(stream);
+            Some((item, next))
+        });
+        Ok(Box::pin(events))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prefix_end;
+
+    #[test]
+    fn prefix_end_increments_the_last_byte() {
+        assert_eq!(prefix_end(b"/a/"), b"/a0".to_vec());
+        assert_eq!(prefix_end(b"a\xff"), b"b".to_vec());
+        assert_eq!(prefix_end(b"\xff"), vec![0]);
+    }
+}

@@ -1,0 +1,13 @@
+//! The controller runtime: informers fill caches, changes enqueue unit
+//! names, workers reconcile one name at a time.
+
+pub mod cache;
+pub mod election;
+pub mod etcd_source;
+pub mod informer;
+pub mod queue;
+
+pub use cache::Cache;
+pub use etcd_source::EtcdPrefix;
+pub use informer::{EventStream, Item, Listing, Source, SourceError, WatchEvent};
+pub use queue::WorkQueue;

@@ -1,0 +1,204 @@
+//! `kaylee server`: keep a lease, campaign for leadership, run the units
+//! controller while leading, step down the moment leadership is in doubt,
+//! and on shutdown hand over at once.
+
+use crate::etcd::{EtcdConfig, EtcdError, Session};
+use crate::keys::{FleetKeys, KayleeKeys};
+use crate::registry::{ApplyError, V3Registry};
+use crate::runtime::election::{Election, ElectionError};
+use crate::units::{ControllerConfig, UnitsController};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub etcd: EtcdConfig,
+    pub fleet_prefix: String,
+    pub lease_ttl: Duration,
+    pub max_txn_ops: usize,
+    pub controller: ControllerConfig,
+    /// Stored in the leader key so operators can see who leads.
+    pub identity: String,
+}
+
+/// What the server reports about itself (for `/readyz` and metrics).
+#[derive(Debug, Default)]
+pub struct ServerState {
+    pub leader: AtomicBool,
+    pub etcd_ok: AtomicBool,
+    /// The controller's caches are synced (a standby counts as synced).
+    pub synced: AtomicBool,
+}
+
+impl ServerState {
+    fn set_leader(&self, leading: bool) {
+        self.leader.store(leading, Ordering::SeqCst);
+        metrics::gauge!("kaylee_is_leader").set(if leading { 1.0 } else { 0.0 });
+    }
+}
+
+/// Called with each new session's lease, so per-session work (the
+/// registrator) can hang its keys on it; the token ends with the session.
+pub type OnSession = Box<dyn Fn(i64, CancellationToken) + Send + Sync>;
+
+pub struct Server {
+    config: ServerConfig,
+    state: Arc<ServerState>,
+    on_session: Option<OnSession>,
+}
+
+impl Server {
+    pub fn new(config: ServerConfig) -> Self {
+        Server {
+            config,
+            state: Arc::new(ServerState::default()),
+            on_session: None,
+        }
+    }
+
+    pub fn state(&self) -> Arc<ServerState> {
+        self.state.clone()
+    }
+
+    pub fn on_session(&mut self, f: OnSession) {
+        self.on_session = Some(f);
+    }
+
+    /// Runs until `shutdown` is cancelled. Fails only when etcd cannot be
+    /// reached at start-up, so a misconfigured server says so and exits.
+    pub async fn run(&self, shutdown: CancellationToken) -> Result<(), EtcdError> {
+        let client = self.config.etcd.connect().await?;
+        self.state.etcd_ok.store(true, Ordering::SeqCst);
+        self.state.synced.store(true, Ordering::SeqCst);
+        let keys = KayleeKeys::new(&self.config.etcd.prefix);
+        let election = Election::new(client.clone(), self.config.etcd.clone(), keys.leader());
+        let mut retry = Duration::from_millis(200);
+        while !shutdown.is_cancelled() {
+            let session =
+                match Session::start(&self.config.etcd, &client, self.config.lease_ttl).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        self.state.etcd_ok.store(false, Ordering::SeqCst);
+                        tracing::warn!(error = %e, "cannot get a lease from etcd; retrying");
+                        if sleep_or_stop(retry, &shutdown).await {
+                            break;
+                        }
+                        retry = (retry * 2).min(Duration::from_secs(5));
+                        continue;
+                    }
+                };
+            retry = Duration::from_millis(200);
+            self.state.etcd_ok.store(true, Ordering::SeqCst);
+            let session_done = session.lost().child_token();
+            if let Some(f) = &self.on_session {
+                f(session.lease_id(), session_done.clone());
+            }
+            let outcome = self.term(&client, &election, &session, &shutdown).await;
+            session_done.cancel();
+            if let Err(e) = session.revoke().await {
+                tracing::debug!(error = %e, "lease revoke failed; it will expire");
+            }
+            match outcome {
+                Term::Shutdown => break,
+                Term::Lost => tracing::warn!("leadership or lease lost; campaigning again"),
+                Term::Failed(e) => {
+                    self.state.etcd_ok.store(false, Ordering::SeqCst);
+                    tracing::warn!(error = %e, "etcd error; starting a new session");
+                    if sleep_or_stop(retry, &shutdown).await {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Campaigns, then leads until leadership ends or shutdown.
+    async fn term(
+        &self,
+        client: &etcd_client::Client,
+        election: &Election,
+        session: &Session,
+        shutdown: &CancellationToken,
+    ) -> Term {
+        let fence = match election
+            .campaign(session, &self.config.identity, shutdown)
+            .await
+        {
+            Ok(f) => f,
+            Err(ElectionError::Stopped) => return Term::Shutdown,
+            Err(ElectionError::SessionLost) => return Term::Lost,
+            Err(ElectionError::Etcd(e)) => return Term::Failed(e.to_string()),
+        };
+        tracing::info!(key = %fence.key, "leading");
+        metrics::counter!("kaylee_leader_changes_total").increment(1);
+        self.state.set_leader(true);
+        self.state.synced.store(false, Ordering::SeqCst);
+
+        let ended = election.monitor(&fence, session);
+        let stop = CancellationToken::new();
+        let registry = V3Registry::new(
+            client.clone(),
+            self.config.etcd.clone(),
+            FleetKeys::new(
+                &self.config.fleet_prefix,
+                &self.config.controller.render.unit_prefix,
+            ),
+            self.config.max_txn_ops,
+        );
+        let controller = UnitsController::new(
+            client.clone(),
+            self.config.etcd.clone(),
+            registry,
+            self.config.controller.clone(),
+            fence.clone(),
+        );
+        let state = self.state.clone();
+        let watch = controller.clone();
+        let stopper = stop.clone();
+        let (ended2, shutdown2) = (ended.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = ended2.cancelled() => break,
+                    _ = shutdown2.cancelled() => break,
+                    _ = tokio::time::sleep(Duration::from_millis(100)) => {
+                        state.synced.store(watch.synced(), Ordering::SeqCst);
+                    }
+                }
+            }
+            stopper.cancel();
+        });
+        let result = controller.run(stop).await;
+        self.state.set_leader(false);
+        self.state.synced.store(true, Ordering::SeqCst);
+        ended.cancel();
+        if shutdown.is_cancelled() {
+            // Hand over now rather than after the lease TTL.
+            if let Err(e) = election.resign(&fence).await {
+                tracing::warn!(error = %e, "resign failed; the standby takes over when the lease expires");
+            }
+            tracing::info!("resigned leadership");
+            return Term::Shutdown;
+        }
+        match result {
+            Err(ApplyError::Fenced) | Ok(()) => Term::Lost,
+            Err(e) => Term::Failed(e.to_string()),
+        }
+    }
+}
+
+enum Term {
+    Shutdown,
+    Lost,
+    Failed(String),
+}
+
+async fn sleep_or_stop(d: Duration, stop: &CancellationToken) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => false,
+        _ = stop.cancelled() => true,
+    }
+}

@@ -1,0 +1,414 @@
+//! The units controller: informers → work queue → reconcile(name) → fenced
+//! writes. One instance lives for one leadership term, with fresh caches, so
+//! a new leader trusts nothing but what etcd says.
+
+use super::observe::{Timeline, observe};
+use super::plan::{Desired, Phase, plan};
+use super::status::UnitStatus;
+use crate::etcd::{EtcdConfig, EtcdError};
+use crate::fleet::{RenderOptions, render};
+use crate::keys::{FleetKeys, KayleeKeys};
+use crate::registry::{ApplyError, FleetOp, FleetRegistry};
+use crate::runtime::election::Fence;
+use crate::runtime::{Cache, EtcdPrefix, WorkQueue, informer};
+use crate::spec;
+use dashmap::DashMap;
+use etcd_client::{Client, GetOptions, Txn, TxnOp};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// How long a reconcile waits for its own writes to show in the caches.
+const READ_YOUR_WRITES: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone)]
+pub struct ControllerConfig {
+    pub render: RenderOptions,
+    pub start_timeout: Duration,
+    pub resync_period: Duration,
+    pub workers: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
+    #[error(transparent)]
+    Etcd(#[from] EtcdError),
+    #[error("fleet's registry did not show our writes within {0:?}")]
+    Unconfirmed(Duration),
+}
+
+impl ReconcileError {
+    fn is_fenced(&self) -> bool {
+        matches!(self, ReconcileError::Apply(ApplyError::Fenced))
+    }
+}
+
+pub struct UnitsController<R: FleetRegistry> {
+    client: Client,
+    etcd: EtcdConfig,
+    keys: KayleeKeys,
+    fleet: FleetKeys,
+    registry: R,
+    config: ControllerConfig,
+    fence: Fence,
+    units: Arc<Cache>,
+    restarts: Arc<Cache>,
+    jobs: Arc<Cache>,
+    states: Arc<Cache>,
+    queue: Arc<WorkQueue>,
+    timeline: Timeline,
+    /// Status JSON last written (or found) per unit, so unchanged status is
+    /// never rewritten.
+    written: DashMap<String, String>,
+}
+
+impl<R: FleetRegistry> UnitsController<R> {
+    pub fn new(
+        client: Client,
+        etcd: EtcdConfig,
+        registry: R,
+        config: ControllerConfig,
+        fence: Fence,
+    ) -> Arc<Self> {
+        let keys = KayleeKeys::new(&etcd.prefix);
+        let fleet = registry.keys().clone();
+        let dir = |d: String| move |k: &str| KayleeKeys::name_in(&d, k).map(str::to_string);
+        let fk = fleet.clone();
+        Arc::new(UnitsController {
+            units: Cache::new(dir(keys.units())),
+            restarts: Cache::new(dir(keys.restarts())),
+            jobs: Cache::new({
+                let fk = fk.clone();
+                move |k| fk.unit_of_key(k).map(str::to_string)
+            }),
+            states: Cache::new(move |k| fk.unit_of_key(k).map(str::to_string)),
+            client,
+            etcd,
+            keys,
+            fleet,
+            registry,
+            config,
+            fence,
+            queue: WorkQueue::new(),
+            timeline: Timeline::default(),
+            written: DashMap::new(),
+        })
+    }
+
+    pub fn queue(&self) -> &Arc<WorkQueue> {
+        &self.queue
+    }
+
+    /// Whether every informer has listed once.
+    pub fn synced(&self) -> bool {
+        [&self.units, &self.restarts, &self.jobs, &self.states]
+            .iter()
+            .all(|c| c.is_synced())
+    }
+
+    /// Runs until `stop` is cancelled or leadership is found lost (a fenced
+    /// write was refused), which is returned as an error.
+    pub async fn run(self: Arc<Self>, stop: CancellationToken) -> Result<(), ApplyError> {
+        let inner = stop.child_token();
+        let fenced = CancellationToken::new();
+        let mut tasks = JoinSet::new();
+        let kaylee =
+            |prefix: String| EtcdPrefix::new(self.client.clone(), self.etcd.clone(), prefix);
+        self.spawn_informer(
+            &mut tasks,
+            "units",
+            kaylee(self.keys.units()),
+            &self.units,
+            &inner,
+        );
+        self.spawn_informer(
+            &mut tasks,
+            "restarts",
+            kaylee(self.keys.restarts()),
+            &self.restarts,
+            &inner,
+        );
+        self.spawn_informer(
+            &mut tasks,
+            "jobs",
+            self.registry.jobs_source(),
+            &self.jobs,
+            &inner,
+        );
+        self.spawn_informer(
+            &mut tasks,
+            "states",
+            self.registry.states_source(),
+            &self.states,
+            &inner,
+        );
+
+        let result = tokio::select! {
+            r = self.clone().serve(&mut tasks, &inner, &fenced) => r,
+            _ = inner.cancelled() => Ok(()),
+            _ = fenced.cancelled() => Err(ApplyError::Fenced),
+        };
+        inner.cancel();
+        self.queue.shut_down();
+        tasks.shutdown().await;
+        if fenced.is_cancelled() {
+            return Err(ApplyError::Fenced);
+        }
+        result
+    }
+
+    fn spawn_informer<S: crate::runtime::Source>(
+        self: &Arc<Self>,
+        tasks: &mut JoinSet<()>,
+        name: &'static str,
+        source: S,
+        cache: &Arc<Cache>,
+        stop: &CancellationToken,
+    ) {
+        let queue = self.queue.clone();
+        tasks.spawn(informer::run(
+            name,
+            source,
+            cache.clone(),
+            move |n| queue.add(n),
+            stop.clone(),
+        ));
+    }
+
+    /// Waits for the caches, then reconciles everything once, resyncs
+    /// periodically, and works the queue.
+    async fn serve(
+        self: Arc<Self>,
+        tasks: &mut JoinSet<()>,
+        stop: &CancellationToken,
+        fenced: &CancellationToken,
+    ) -> Result<(), ApplyError> {
+        for cache in [&self.units, &self.restarts, &self.jobs, &self.states] {
+            cache.wait_synced().await;
+        }
+        self.load_statuses().await.map_err(ApplyError::Etcd)?;
+        self.enqueue_all();
+        tracing::info!(
+            units = self.units.names().len(),
+            "caches synced; reconciling"
+        );
+
+        let me = self.clone();
+        let resync = stop.clone();
+        tasks.spawn(async move {
+            let mut tick = tokio::time::interval(me.config.resync_period);
+            tick.tick().await;
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => me.enqueue_all(),
+                    _ = resync.cancelled() => return,
+                }
+            }
+        });
+        for _ in 0..self.config.workers.max(1) {
+            let me = self.clone();
+            let fenced = fenced.clone();
+            tasks.spawn(async move {
+                while let Some(name) = me.queue.get().await {
+                    me.work(&name, &fenced).await;
+                    me.queue.done(&name);
+                }
+            });
+        }
+        stop.cancelled().await;
+        Ok(())
+    }
+
+    /// Every unit that exists, or still has fleet units.
+    fn enqueue_all(&self) {
+        let names: BTreeSet<String> = self
+            .units
+            .names()
+            .into_iter()
+            .chain(self.jobs.names())
+            .collect();
+        for name in names {
+            self.queue.add(&name);
+        }
+    }
+
+    async fn load_statuses(&self) -> Result<(), EtcdError> {
+        let mut kv = self.client.kv_client();
+        let prefix = self.keys.statuses();
+        let resp = self
+            .etcd
+            .timed(kv.get(prefix.clone(), Some(GetOptions::new().with_prefix())))
+            .await?;
+        for item in resp.kvs() {
+            if let (Ok(key), Ok(value)) = (item.key_str(), item.value_str())
+                && let Some(name) = KayleeKeys::name_in(&prefix, key)
+            {
+                self.written.insert(name.to_string(), value.to_string());
+            }
+        }
+        Ok(())
+    }
+
+    async fn work(&self, name: &str, fenced: &CancellationToken) {
+        let started = Instant::now();
+        let result = self.reconcile(name).await;
+        let elapsed = started.elapsed();
+        metrics::histogram!("kaylee_reconcile_duration_seconds").record(elapsed.as_secs_f64());
+        match result {
+            Ok(requeue) => {
+                metrics::counter!("kaylee_reconcile_total", "result" => "ok").increment(1);
+                self.queue.forget(name);
+                if let Some(after) = requeue {
+                    self.queue.add_after(name, after);
+                }
+            }
+            Err(e) if e.is_fenced() => {
+                metrics::counter!("kaylee_reconcile_total", "result" => "fenced").increment(1);
+                tracing::warn!(
+                    unit = name,
+                    "write refused by the leader fence; stepping down"
+                );
+                fenced.cancel();
+            }
+            Err(e) => {
+                metrics::counter!("kaylee_reconcile_total", "result" => "error").increment(1);
+                tracing::warn!(unit = name, error = %e, duration_ms = elapsed.as_millis() as u64, "reconcile failed; will retry");
+                self.queue.add_rate_limited(name);
+            }
+        }
+    }
+
+    /// One level-triggered pass over one unit. Returns when to look again
+    /// even without events (a rollout timer), if ever.
+    pub async fn reconcile(&self, name: &str) -> Result<Option<Duration>, ReconcileError> {
+        let started = Instant::now();
+        let key = self.keys.unit(name);
+        let stored = self.units.get(&key);
+        let parsed = stored
+            .as_ref()
+            .map(|v| spec::from_json_bytes(&v.bytes, &key).map_err(|e| e.to_string()));
+        let marker = self
+            .restarts
+            .get(&self.keys.restart(name))
+            .map(|v| String::from_utf8_lossy(&v.bytes).into_owned())
+            .unwrap_or_default();
+        let rendered = match &parsed {
+            Some(Ok(unit)) => Some((unit, render(unit, &marker, &self.config.render))),
+            _ => None,
+        };
+        let desired = match (&parsed, &rendered) {
+            (None, _) => Desired::Absent,
+            (Some(Err(_)), _) | (_, None) => Desired::Invalid,
+            (Some(Ok(_)), Some((unit, r))) => Desired::Present {
+                rendered: r,
+                startup_delay: Duration::from_secs(u64::from(unit.spec.startup_delay.unwrap_or(0))),
+            },
+        };
+        let observed = observe(name, &self.fleet, &self.jobs, &self.states, &self.timeline);
+        let plan = plan(desired, &observed, self.config.start_timeout);
+
+        if !plan.is_empty() {
+            let ops: Vec<FleetOp> = plan
+                .destroy
+                .iter()
+                .map(|n| FleetOp::Destroy { name: n.clone() })
+                .chain(plan.create.iter().map(|u| FleetOp::Create {
+                    name: u.name.to_name(),
+                    text: u.text.clone(),
+                }))
+                .collect();
+            self.registry.apply(&ops, &self.fence).await?;
+            self.await_own_writes(&plan.destroy, &plan.create).await?;
+        }
+
+        let revision = stored.as_ref().map(|v| v.revision).unwrap_or(0);
+        let status = match (&parsed, &rendered) {
+            (Some(Err(error)), _) => Some(UnitStatus {
+                error: Some(error.clone()),
+                ..UnitStatus::new("", revision, 0, &observed, &plan)
+            }),
+            (Some(Ok(_)), Some((unit, r))) => Some(UnitStatus::new(
+                &r.spec_hash,
+                revision,
+                unit.desired_replicas(),
+                &observed,
+                &plan,
+            )),
+            _ => None,
+        };
+        let deleted = plan.phase == Phase::Deleted;
+        if deleted {
+            self.timeline.forget(name);
+        }
+        self.publish(name, status).await?;
+        if !plan.is_empty() {
+            tracing::info!(
+                unit = name,
+                phase = ?plan.phase,
+                created = plan.create.len(),
+                destroyed = plan.destroy.len(),
+                duration_ms = started.elapsed().as_millis() as u64,
+                "reconciled"
+            );
+        } else {
+            tracing::debug!(unit = name, phase = ?plan.phase, "nothing to do");
+        }
+        Ok(plan.requeue_after)
+    }
+
+    /// Waits until the jobs cache shows what was just written, so the next
+    /// plan never repeats (or contradicts) this one.
+    async fn await_own_writes(
+        &self,
+        destroyed: &[String],
+        created: &[crate::fleet::FleetUnit],
+    ) -> Result<(), ReconcileError> {
+        let object = |n: &str| format!("{}object", self.fleet.job(n));
+        let gone: Vec<String> = destroyed.iter().map(|n| object(n)).collect();
+        let there: Vec<String> = created.iter().map(|u| object(&u.name.to_name())).collect();
+        let seen = self
+            .jobs
+            .wait_until(READ_YOUR_WRITES, |c| {
+                gone.iter().all(|k| c.get(k).is_none()) && there.iter().all(|k| c.get(k).is_some())
+            })
+            .await;
+        if seen {
+            Ok(())
+        } else {
+            Err(ReconcileError::Unconfirmed(READ_YOUR_WRITES))
+        }
+    }
+
+    /// Writes (or, for a deleted unit, removes) the status key when it
+    /// changed; logs an invalid unit once per distinct error.
+    async fn publish(&self, name: &str, status: Option<UnitStatus>) -> Result<(), ReconcileError> {
+        let json = status.as_ref().map(UnitStatus::to_json);
+        let previous = self.written.get(name).map(|v| v.clone());
+        if json == previous {
+            return Ok(());
+        }
+        if let Some(error) = status.as_ref().and_then(|s| s.error.as_ref()) {
+            tracing::warn!(unit = name, %error, "unit is invalid; its fleet units are left as they are");
+        }
+        let key = self.keys.status(name);
+        let op = match &json {
+            Some(j) => TxnOp::put(key, j.clone(), None),
+            None => TxnOp::delete(key, None),
+        };
+        let mut kv = self.client.kv_client();
+        let txn = Txn::new().when([self.fence.compare()]).and_then([op]);
+        let resp = self.etcd.timed(kv.txn(txn)).await?;
+        if !resp.succeeded() {
+            return Err(ApplyError::Fenced.into());
+        }
+        match json {
+            Some(j) => self.written.insert(name.to_string(), j),
+            None => self.written.remove(name).map(|(_, v)| v),
+        };
+        Ok(())
+    }
+}

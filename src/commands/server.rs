@@ -1,0 +1,69 @@
+use super::{Exit, Result};
+use crate::cli::{EtcdArgs, ServerArgs};
+use kaylee_controllers::fleet::RenderOptions;
+use kaylee_controllers::server::{Server, ServerConfig};
+use kaylee_controllers::units::ControllerConfig;
+use tokio_util::sync::CancellationToken;
+
+fn config(etcd: &EtcdArgs, args: &ServerArgs) -> Result<ServerConfig> {
+    let render = RenderOptions {
+        unit_prefix: args.fleet.unit_prefix.clone(),
+        network_unit: args.network_unit.clone(),
+    };
+    render.validate().map_err(Exit::bad_input)?;
+    if args.lease_ttl.as_secs() < 1 {
+        return Err(Exit::bad_input("--lease-ttl must be at least 1s"));
+    }
+    if args.max_txn_ops < 3 {
+        return Err(Exit::bad_input(
+            "--max-txn-ops must be at least 3 (one unit is 3 writes)",
+        ));
+    }
+    let identity = args.name.clone().unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+        format!("{}/{}", host.trim(), std::process::id())
+    });
+    Ok(ServerConfig {
+        etcd: etcd.config(),
+        fleet_prefix: args.fleet.fleet_prefix.clone(),
+        lease_ttl: args.lease_ttl,
+        max_txn_ops: args.max_txn_ops,
+        controller: ControllerConfig {
+            render,
+            start_timeout: args.start_timeout,
+            resync_period: args.resync_period,
+            workers: args.workers,
+        },
+        identity,
+    })
+}
+
+/// SIGTERM or SIGINT: stop leading and hand over at once; a second signal
+/// exits without waiting.
+fn on_signals(shutdown: CancellationToken) -> Result {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).map_err(Exit::runtime)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(Exit::runtime)?;
+    tokio::spawn(async move {
+        for n in 0.. {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            if n > 0 {
+                std::process::exit(130);
+            }
+            tracing::info!("shutting down");
+            shutdown.cancel();
+        }
+    });
+    Ok(())
+}
+
+pub async fn run(etcd: &EtcdArgs, args: &ServerArgs) -> Result {
+    let config = config(etcd, args)?;
+    let shutdown = CancellationToken::new();
+    on_signals(shutdown.clone())?;
+    let server = Server::new(config);
+    server.run(shutdown).await.map_err(Exit::runtime)
+}

@@ -1,0 +1,64 @@
+//! `run`, `restart`, `rm`: the commands that change units.
+
+use super::{Exit, Result, load_unit};
+use crate::cli::EtcdArgs;
+use kaylee_controllers::client::{ClientError, KayleeClient};
+use std::collections::HashSet;
+use std::path::PathBuf;
+
+pub async fn connect(etcd: &EtcdArgs) -> Result<KayleeClient> {
+    KayleeClient::connect(&etcd.config())
+        .await
+        .map_err(Exit::runtime)
+}
+
+pub fn client_error(e: ClientError) -> Exit {
+    Exit::runtime(e)
+}
+
+pub async fn run(etcd: &EtcdArgs, files: &[PathBuf]) -> Result {
+    // Everything is checked before anything is written.
+    let mut units = Vec::new();
+    let mut errors = Vec::new();
+    let mut names = HashSet::new();
+    for f in files {
+        match load_unit(f) {
+            Ok(u) if !names.insert(u.name.clone()) => {
+                errors.push(format!(
+                    "{}: unit `{}` is defined twice",
+                    f.display(),
+                    u.name
+                ));
+            }
+            Ok(u) => units.push(u),
+            Err(e) => errors.push(e),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(Exit::bad_input(errors.join("\n")));
+    }
+    let client = connect(etcd).await?;
+    for unit in &units {
+        let applied = client.apply(unit).await.map_err(client_error)?;
+        let word = serde_json::to_value(applied)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        println!("{}: {word}", unit.name);
+    }
+    Ok(())
+}
+
+pub async fn restart(etcd: &EtcdArgs, name: &str) -> Result {
+    let client = connect(etcd).await?;
+    let marker = client.restart(name).await.map_err(client_error)?;
+    println!("{name}: restarting (marker {marker})");
+    Ok(())
+}
+
+pub async fn rm(etcd: &EtcdArgs, name: &str) -> Result {
+    let client = connect(etcd).await?;
+    client.remove(name).await.map_err(client_error)?;
+    println!("{name}: removed");
+    Ok(())
+}
