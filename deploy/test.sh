@@ -43,6 +43,12 @@ if [ "${#missing[@]}" -gt 0 ]; then
     "${sudo_cmd[@]}" apt-get update -q
     "${sudo_cmd[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
+for tool in protoc etcd; do
+    if ! command -v "$tool" >/dev/null 2>&1; then
+        echo "error: $tool is still missing after installing packages" >&2
+        exit 1
+    fi
+done
 echo "protoc:  $(protoc --version)"
 echo "etcd:    $(etcd --version | head -n 1)"
 echo "busybox: $(/bin/busybox 2>&1 | head -n 1)"
