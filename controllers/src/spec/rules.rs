@@ -231,5 +231,15 @@ pub fn check_unit(unit: &Unit, report: &mut dyn FnMut(&str, String)) {
         if let Err(why) = argv_word(&format!("{}:{}", v.id, v.path)) {
             report(&format!("spec.volumes[{i}].path"), why);
         }
+        // Rendered as one `docker volume create` word with its flag, so the
+        // flag counts towards the line limit too.
+        if !v.options.is_empty()
+            && let Err(why) = argv_word(&format!("--opt={}", v.options))
+        {
+            report(
+                &format!("spec.volumes[{i}].options"),
+                format!("{why} (counting the `--opt=` it is passed with)"),
+            );
+        }
     }
 }
