@@ -15,6 +15,8 @@
 
 pub mod docker;
 pub mod etcd;
+pub mod fleet;
+pub mod kaylee;
 
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Output, Stdio};

@@ -1,0 +1,502 @@
+//! The units controller end to end: a real etcd, real `kaylee server`
+//! processes, and the test playing fleet's agents.
+
+mod support;
+
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::time::Duration;
+use support::etcd::Etcd;
+use support::fleet::{FLEET, FleetView, Snapshot, spawn_agent, spec_hash_of};
+use support::kaylee::{Server, cli, cli_ok};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+struct Cluster {
+    etcd: Etcd,
+    fleet: FleetView,
+}
+
+impl Cluster {
+    async fn start() -> Cluster {
+        let etcd = Etcd::start();
+        let fleet = FleetView::connect(&etcd.endpoint()).await;
+        Cluster { etcd, fleet }
+    }
+
+    fn server(&self, name: &str) -> Server {
+        let server = Server::start(&self.etcd.endpoint(), name, &[]);
+        server.wait_log("leading", WAIT);
+        server
+    }
+
+    fn kaylee(&self, args: &[&str]) -> String {
+        cli_ok(&self.etcd.endpoint(), args)
+    }
+
+    async fn put(&self, key: &str, value: &str) {
+        let mut kv = self.fleet.client().kv_client();
+        kv.put(key, value, None).await.expect("put");
+    }
+
+    async fn get(&self, key: &str) -> Option<String> {
+        let mut kv = self.fleet.client().kv_client();
+        let resp = kv.get(key, None).await.expect("get");
+        resp.kvs()
+            .first()
+            .map(|k| String::from_utf8_lossy(k.value()).into_owned())
+    }
+
+    async fn status(&self, unit: &str) -> Option<Value> {
+        let text = self.get(&format!("/kaylee/status/{unit}")).await?;
+        serde_json::from_str(&text).ok()
+    }
+
+    async fn wait_status(&self, unit: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            if let Some(s) = self.status(unit).await
+                && done(&s)
+            {
+                return s;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "status of {unit} never showed {what}: {:?}",
+                self.status(unit).await
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// The records `kaylee render -o json` says a file becomes, keyed by their
+/// absolute etcd key.
+fn rendered_records(etcd: &str, file: &str) -> BTreeMap<String, String> {
+    let out = cli_ok(etcd, &["render", file, "-o", "json"]);
+    let units: Value = serde_json::from_str(&out).expect("render JSON");
+    let mut records = BTreeMap::new();
+    for u in units.as_array().expect("array") {
+        for r in u["records"].as_array().expect("records") {
+            records.insert(
+                format!("{FLEET}{}", r["key"].as_str().unwrap_or_default()),
+                r["value"].as_str().unwrap_or_default().to_string(),
+            );
+        }
+    }
+    records
+}
+
+fn unit_file(dir: &tempfile::TempDir, name: &str, yaml: &str) -> String {
+    let path = dir.path().join(format!("{name}.yaml"));
+    std::fs::write(&path, yaml).expect("writing a unit file");
+    path.display().to_string()
+}
+
+fn countly(replicas: u32, image: &str) -> String {
+    format!(
+        "name: countly\nspec:\n  replicas: {replicas}\n  maxReplicasPerHost: 2\n  image: {image}\n  \
+         env:\n  - name: MONGO_URL\n    value: mongodb://mongo-1.k.lan,mongo-2.k.lan,mongo-3.k.lan/countly?replicaSet=main\n  \
+         machine:\n  - 'ssd=false'\n"
+    )
+}
+
+/// Asserts the fleet registry holds exactly `records` for `unit`'s jobs.
+fn assert_exactly(snap: &Snapshot, unit: &str, records: &BTreeMap<String, String>) {
+    for (key, value) in records {
+        assert_eq!(
+            snap.keys.get(key).map(|(v, _)| v),
+            Some(value),
+            "record {key}"
+        );
+    }
+    let job_keys: Vec<&String> = snap
+        .keys
+        .keys()
+        .filter(|k| k.starts_with(&format!("{FLEET}job/k:{unit}:")))
+        .collect();
+    let expected: Vec<&String> = records.keys().filter(|k| k.contains("/job/")).collect();
+    assert_eq!(job_keys, expected, "no other job keys");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn countly_becomes_exactly_the_rendered_fleet_units() {
+    let c = Cluster::start().await;
+    let _server = c.server("s1");
+    let out = c.kaylee(&["run", "deploy/examples/countly.yaml"]);
+    assert_eq!(out, "countly: created\n");
+    let records = rendered_records(&c.etcd.endpoint(), "deploy/examples/countly.yaml");
+    let snap = c
+        .fleet
+        .wait_for("4 countly jobs", WAIT, |s| s.jobs_of("countly").len() == 4)
+        .await;
+    assert_exactly(&snap, "countly", &records);
+    assert!(snap.jobs.values().all(|j| j.target_state == "launched"));
+    let status = c
+        .wait_status("countly", "4 created", |s| s["created"] == 4)
+        .await;
+    assert_eq!(status["desired"], 4);
+    assert_eq!(status["phase"], "converged");
+    assert_eq!(
+        c.kaylee(&["run", "deploy/examples/countly.yaml"]),
+        "countly: unchanged\n"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_raw_json_put_is_picked_up() {
+    let c = Cluster::start().await;
+    let _server = c.server("s1");
+    let json = std::fs::read_to_string("deploy/examples/countly.json").expect("example");
+    c.put("/kaylee/units/countly", json.trim()).await;
+    let records = rendered_records(&c.etcd.endpoint(), "deploy/examples/countly.json");
+    let snap = c
+        .fleet
+        .wait_for("4 countly jobs", WAIT, |s| s.jobs_of("countly").len() == 4)
+        .await;
+    assert_exactly(&snap, "countly", &records);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scaling_keeps_untouched_replicas() {
+    let c = Cluster::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let _server = c.server("s1");
+    c.kaylee(&["run", &unit_file(&dir, "c4", &countly(4, "img:1"))]);
+    let four = c
+        .fleet
+        .wait_for("4 jobs", WAIT, |s| s.jobs_of("countly").len() == 4)
+        .await
+        .jobs_of("countly");
+
+    c.kaylee(&["run", &unit_file(&dir, "c6", &countly(6, "img:1"))]);
+    let six = c
+        .fleet
+        .wait_for("6 jobs", WAIT, |s| s.jobs_of("countly").len() == 6)
+        .await
+        .jobs_of("countly");
+    for (name, job) in &four {
+        assert_eq!(six.get(name), Some(job), "{name} untouched by scaling up");
+    }
+
+    c.kaylee(&["run", &unit_file(&dir, "c3", &countly(3, "img:1"))]);
+    let three = c
+        .fleet
+        .wait_for("3 jobs", WAIT, |s| s.jobs_of("countly").len() == 3)
+        .await
+        .jobs_of("countly");
+    for (name, job) in &three {
+        assert_eq!(
+            four.get(name),
+            Some(job),
+            "{name} untouched by scaling down"
+        );
+        let replica: u32 = name
+            .trim_end_matches(".service")
+            .rsplit(':')
+            .next()
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(0);
+        assert!(
+            (1..=3).contains(&replica),
+            "the highest replicas went: {name}"
+        );
+    }
+}
+
+/// Runs `change`, then samples fleet's registry until the unit has
+/// `replicas` running jobs on a template other than `old_hash`, asserting
+/// at every sample that running jobs never drop below `replicas` and that at
+/// most one extra job exists (surge one).
+async fn assert_rolls_one_at_a_time(
+    c: &Cluster,
+    replicas: usize,
+    old_hash: &str,
+    change: impl FnOnce(),
+) {
+    change();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let mut samples = 0;
+    loop {
+        let snap = c.fleet.snapshot().await;
+        let jobs = snap.jobs_of("countly");
+        let running = snap.running_of("countly");
+        assert!(
+            running >= replicas,
+            "only {running} running during the rollout: {jobs:#?}"
+        );
+        assert!(
+            jobs.len() <= replicas + 1,
+            "more than one surge unit: {jobs:#?}"
+        );
+        samples += 1;
+        let done = jobs.len() == replicas
+            && running == replicas
+            && jobs.keys().all(|n| spec_hash_of(n) != old_hash);
+        if done {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "rollout did not finish: {jobs:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(samples > 5, "the rollout was observed while it happened");
+}
+
+async fn converge_running(c: &Cluster, replicas: usize) -> String {
+    let snap = c
+        .fleet
+        .wait_for("all running", WAIT, |s| {
+            s.jobs_of("countly").len() == replicas && s.running_of("countly") == replicas
+        })
+        .await;
+    let name = snap
+        .jobs_of("countly")
+        .keys()
+        .next()
+        .cloned()
+        .unwrap_or_default();
+    spec_hash_of(&name).to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_change_rolls_one_replica_at_a_time() {
+    let c = Cluster::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let _agent = spawn_agent(&c.fleet, "m1", Duration::from_millis(300));
+    let _server = c.server("s1");
+    c.kaylee(&["run", &unit_file(&dir, "a", &countly(4, "img:1"))]);
+    let old = converge_running(&c, 4).await;
+    let file = unit_file(&dir, "b", &countly(4, "img:2"));
+    assert_rolls_one_at_a_time(&c, 4, &old, || {
+        c.kaylee(&["run", &file]);
+    })
+    .await;
+    let status = c
+        .wait_status("countly", "converged", |s| {
+            s["phase"] == "converged" && s["running"] == 4
+        })
+        .await;
+    assert_ne!(status["specHash"], old);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_rolls_every_replica() {
+    let c = Cluster::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let _agent = spawn_agent(&c.fleet, "m1", Duration::from_millis(300));
+    let _server = c.server("s1");
+    c.kaylee(&["run", &unit_file(&dir, "a", &countly(3, "img:1"))]);
+    let old = converge_running(&c, 3).await;
+    assert_rolls_one_at_a_time(&c, 3, &old, || {
+        c.kaylee(&["restart", "countly"]);
+    })
+    .await;
+    let missing = cli(&c.etcd.endpoint(), &["restart", "nope"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no unit named `nope`"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rm_removes_every_fleet_unit() {
+    let c = Cluster::start().await;
+    let _server = c.server("s1");
+    c.kaylee(&[
+        "run",
+        "deploy/examples/countly.yaml",
+        "deploy/examples/api.yaml",
+    ]);
+    c.fleet
+        .wait_for("6 jobs", WAIT, |s| s.jobs.len() == 6)
+        .await;
+    assert_eq!(c.kaylee(&["rm", "countly"]), "countly: removed\n");
+    let snap = c
+        .fleet
+        .wait_for("countly gone", WAIT, |s| s.jobs_of("countly").is_empty())
+        .await;
+    assert_eq!(snap.jobs_of("api").len(), 2, "other units stay");
+    assert!(
+        snap.keys.keys().any(|k| k.contains("/unit/")),
+        "fleet keeps unit/<sha1> records, as fleet's own destroy does"
+    );
+    let deadline = std::time::Instant::now() + WAIT;
+    while c.status("countly").await.is_some() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "status of a removed unit stays"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let missing = cli(&c.etcd.endpoint(), &["rm", "countly"]);
+    assert_eq!(missing.status.code(), Some(1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_unit_is_reported_and_the_rest_is_served() {
+    let c = Cluster::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let _server = c.server("s1");
+    let web = "name: web\nspec:\n  replicas: 2\n  image: nginx:1\n";
+    c.kaylee(&["run", &unit_file(&dir, "web", web)]);
+    let before = c
+        .fleet
+        .wait_for("2 web jobs", WAIT, |s| s.jobs_of("web").len() == 2)
+        .await
+        .jobs_of("web");
+
+    c.put("/kaylee/units/bad", "{\"name\": \"bad\", \"spec\": ")
+        .await;
+    c.put(
+        "/kaylee/units/web",
+        r#"{"name":"web","spec":{"replicas":0,"image":"nginx:2"}}"#,
+    )
+    .await;
+    c.kaylee(&["run", "deploy/examples/countly.yaml"]);
+    c.fleet
+        .wait_for("countly served", WAIT, |s| s.jobs_of("countly").len() == 4)
+        .await;
+    let bad = c
+        .wait_status("bad", "an error", |s| s["error"].is_string())
+        .await;
+    let error = bad["error"].as_str().unwrap_or("");
+    assert!(
+        error.starts_with("/kaylee/units/bad:1:24: invalid JSON"),
+        "{bad}"
+    );
+    assert_eq!(bad["phase"], "invalid");
+    let web_status = c
+        .wait_status("web", "an error", |s| s["error"].is_string())
+        .await;
+    assert!(
+        web_status["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("spec.replicas"),
+        "{web_status}"
+    );
+    assert_eq!(web_status["created"], 2);
+
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = c.fleet.snapshot().await.jobs_of("web");
+    assert_eq!(
+        after, before,
+        "an invalid unit's fleet units are left alone"
+    );
+    let ls = c.kaylee(&["ls"]);
+    assert!(
+        ls.lines()
+            .any(|l| l.starts_with("bad ") && l.contains("invalid:")),
+        "{ls}"
+    );
+    assert!(
+        ls.lines()
+            .any(|l| l.starts_with("countly ") && l.contains("converged")),
+        "{ls}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreign_fleet_units_are_never_touched() {
+    let c = Cluster::start().await;
+    let foreign = [
+        (
+            "job/etcd.service/object",
+            r#"{"Name":"etcd.service","UnitHash":[1]}"#,
+        ),
+        ("job/etcd.service/target-state", "launched"),
+        ("job/kk:countly:aaaaaa:bbbbbb:1.service/object", "{}"),
+        ("job/other:countly:aaaaaa:bbbbbb:1.service/object", "{}"),
+        ("job/k:handmade.service/object", "{}"),
+        ("job/k:countly.service/object", "{}"),
+        ("states/etcd.service/m1", "{}"),
+    ];
+    for (key, value) in foreign {
+        c.fleet.put(key, value).await;
+    }
+    // Ours, from an older template: this one must go.
+    c.fleet
+        .put("job/k:countly:aaaaaa:bbbbbb:9.service/object", "{}")
+        .await;
+    let before = c.fleet.snapshot().await;
+    let server = c.server("s1");
+    c.kaylee(&["run", "deploy/examples/countly.yaml"]);
+    c.fleet
+        .wait_for("countly converged", WAIT, |s| {
+            s.jobs_of("countly").len() == 4
+                && !s.jobs.contains_key("k:countly:aaaaaa:bbbbbb:9.service")
+        })
+        .await;
+    c.kaylee(&["rm", "countly"]);
+    let after = c
+        .fleet
+        .wait_for("countly gone", WAIT, |s| s.jobs_of("countly").is_empty())
+        .await;
+    for (key, _) in foreign {
+        let key = format!("{FLEET}{key}");
+        assert_eq!(
+            after.keys.get(&key),
+            before.keys.get(&key),
+            "{key} untouched"
+        );
+    }
+    assert!(
+        !server.log().contains("kk:countly"),
+        "foreign names never even enter the caches"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_etcd_restart_makes_informers_relist_and_converge() {
+    let mut c = Cluster::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = c.server("s1");
+    c.kaylee(&["run", &unit_file(&dir, "a", &countly(2, "img:1"))]);
+    c.fleet
+        .wait_for("2 jobs", WAIT, |s| s.jobs_of("countly").len() == 2)
+        .await;
+    c.etcd.restart();
+    c.fleet = FleetView::connect(&c.etcd.endpoint()).await;
+    c.kaylee(&["run", &unit_file(&dir, "b", &countly(5, "img:1"))]);
+    c.fleet
+        .wait_for("5 jobs after the restart", Duration::from_secs(40), |s| {
+            s.jobs_of("countly").len() == 5
+        })
+        .await;
+    assert!(server.log().contains("relisting") || server.log().contains("leading"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_server_plans_nothing_for_a_converged_cluster() {
+    let c = Cluster::start().await;
+    let mut first = c.server("s1");
+    c.kaylee(&[
+        "run",
+        "deploy/examples/countly.yaml",
+        "deploy/examples/api.yaml",
+    ]);
+    c.fleet
+        .wait_for("6 jobs", WAIT, |s| s.jobs.len() == 6)
+        .await;
+    c.wait_status("countly", "created", |s| s["created"] == 4)
+        .await;
+    c.wait_status("api", "created", |s| s["created"] == 2).await;
+    first.signal(nix::sys::signal::Signal::SIGTERM);
+    first.wait_exit(WAIT);
+    let before = c.fleet.snapshot().await;
+    let statuses = (c.status("countly").await, c.status("api").await);
+
+    let second = c.server("s2");
+    second.wait_log("caches synced", WAIT);
+    // Let it reconcile every unit (a resync would change nothing either).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = c.fleet.snapshot().await;
+    assert_eq!(after.keys, before.keys, "no fleet key was rewritten");
+    assert_eq!((c.status("countly").await, c.status("api").await), statuses);
+    assert!(
+        !second.log().contains("reconciled unit"),
+        "{}",
+        second.log()
+    );
+}
