@@ -4,4 +4,5 @@
 
 pub mod etcd;
 pub mod fleet;
+pub mod registrator;
 pub mod spec;
