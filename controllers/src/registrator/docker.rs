@@ -42,9 +42,15 @@ pub async fn connect_docker(explicit: Option<&str>) -> Result<Docker, Registrato
     } else {
         host.clone()
     };
-    let docker = Docker::connect_with_host(&uri).map_err(|e| RegistratorError::DockerHost {
-        host: host.clone(),
-        reason: e.to_string(),
+    let docker = Docker::connect_with_host(&uri).map_err(|e| match e {
+        bollard::errors::Error::SocketNotFoundError(_) => RegistratorError::NoDockerEngine {
+            host: host.clone(),
+            reason: e.to_string(),
+        },
+        _ => RegistratorError::DockerHost {
+            host: host.clone(),
+            reason: e.to_string(),
+        },
     })?;
     match tokio::time::timeout(DOCKER_TIMEOUT, docker.negotiate_version()).await {
         Ok(Ok(docker)) => Ok(docker),

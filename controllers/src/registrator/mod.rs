@@ -23,6 +23,8 @@ mod docker;
 mod names;
 mod sync;
 
+/// The Docker client type [`connect_docker`] returns.
+pub use bollard::Docker;
 pub use docker::{DEFAULT_DOCKER_HOST, DOCKER_TIMEOUT, connect_docker, container_ip, docker_host};
 pub use names::{
     MACHINE_ID_PATH, UNIT_LABEL, is_valid_container_name, is_valid_machine_id, is_valid_unit_name,
@@ -32,7 +34,6 @@ pub use names::{
 use crate::etcd::{EtcdConfig, EtcdError};
 use backoff::ExponentialBackoff;
 use backoff::backoff::Backoff;
-use bollard::Docker;
 use bollard::models::{ContainerInspectResponse, EventMessage};
 use bollard::query_parameters::{EventsOptions, ListContainersOptions};
 use etcd_client::{Client, GetOptions, PutOptions, Txn, TxnOp};
@@ -91,10 +92,8 @@ pub struct RegistratorStats {
     pub resyncs: AtomicU64,
 }
 
-impl RegistratorStats {
-    fn add(counter: &AtomicU64, n: usize) {
-        counter.fetch_add(u64::try_from(n).unwrap_or(u64::MAX), Ordering::Relaxed);
-    }
+fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
 }
 
 /// What Docker says a container should have registered right now.
@@ -180,8 +179,9 @@ impl Registrator {
         );
         loop {
             let outcome = tokio::select! {
-                r = self.watch(lease_id, &mut backoff) => r,
+                biased;
                 _ = stop.cancelled() => break,
+                r = self.watch(lease_id, &mut backoff) => r,
             };
             let Err(e) = outcome;
             if matches!(e, RegistratorError::LeaseGone(_)) {
@@ -191,8 +191,9 @@ impl Registrator {
             let delay = backoff.next_backoff().unwrap_or(backoff.max_interval);
             warn!(error = %e, retry_in = ?delay, "registrator: will reconnect and resync");
             tokio::select! {
-                _ = tokio::time::sleep(delay) => {}
+                biased;
                 _ = stop.cancelled() => break,
+                _ = tokio::time::sleep(delay) => {}
             }
         }
         info!(machine_id = %self.machine_id, "registrator stopped");
@@ -316,13 +317,13 @@ impl Registrator {
                 })
                 .collect();
             if let Err(e) = self.config.timed(kv.txn(Txn::new().and_then(ops))).await {
-                RegistratorStats::add(&self.stats.registration_errors, 1);
+                bump(&self.stats.registration_errors);
                 return Err(lease_error(e, lease));
             }
             for change in chunk {
                 match change {
                     Change::Put { key, ip, previous } => {
-                        RegistratorStats::add(&self.stats.registrations, 1);
+                        bump(&self.stats.registrations);
                         match previous {
                             Some(prev) => {
                                 info!(key = %key, ip = %ip, previous = %prev, "registered container (resync)")
@@ -331,13 +332,13 @@ impl Registrator {
                         }
                     }
                     Change::Delete { key } => {
-                        RegistratorStats::add(&self.stats.deregistrations, 1);
+                        bump(&self.stats.deregistrations);
                         info!(key = %String::from_utf8_lossy(key), "deregistered stale key (resync)");
                     }
                 }
             }
         }
-        RegistratorStats::add(&self.stats.resyncs, 1);
+        bump(&self.stats.resyncs);
         info!(
             machine_id = %self.machine_id,
             containers = desired.len(),
@@ -391,7 +392,7 @@ impl Registrator {
                 Ok(c) => c,
                 Err(e) if docker::is_not_found(&e) => return Ok(Observed::Absent),
                 Err(e) => {
-                    RegistratorStats::add(&self.stats.registration_errors, 1);
+                    bump(&self.stats.registration_errors);
                     return Err(e);
                 }
             };
@@ -426,7 +427,7 @@ impl Registrator {
     fn key_for(&self, id: &str, unit: Option<&str>, name: Option<&str>) -> Option<String> {
         let unit = unit?;
         if !is_valid_unit_name(unit) {
-            RegistratorStats::add(&self.stats.registration_errors, 1);
+            bump(&self.stats.registration_errors);
             warn!(
                 container = %id,
                 label = %format_args!("{UNIT_LABEL}={unit:?}"),
@@ -437,7 +438,7 @@ impl Registrator {
         match name {
             Some(name) if is_valid_container_name(name) => Some(self.instance_key(unit, name)),
             _ => {
-                RegistratorStats::add(&self.stats.registration_errors, 1);
+                bump(&self.stats.registration_errors);
                 warn!(container = %id, name = ?name, "container name cannot be used in a key; container not registered");
                 None
             }
@@ -459,13 +460,13 @@ impl Registrator {
                 if unchanged {
                     debug!(key = %key, ip = %ip, "already registered");
                 } else {
-                    RegistratorStats::add(&self.stats.registrations, 1);
+                    bump(&self.stats.registrations);
                     info!(key = %key, ip = %ip, "registered container");
                 }
                 Ok(())
             }
             Err(e) => {
-                RegistratorStats::add(&self.stats.registration_errors, 1);
+                bump(&self.stats.registration_errors);
                 Err(lease_error(e, lease))
             }
         }
@@ -476,13 +477,13 @@ impl Registrator {
         match self.config.timed(kv.delete(key, None)).await {
             Ok(r) => {
                 if r.deleted() > 0 {
-                    RegistratorStats::add(&self.stats.deregistrations, 1);
+                    bump(&self.stats.deregistrations);
                     info!(key = %key, "deregistered container");
                 }
                 Ok(())
             }
             Err(e) => {
-                RegistratorStats::add(&self.stats.registration_errors, 1);
+                bump(&self.stats.registration_errors);
                 Err(e.into())
             }
         }
