@@ -126,6 +126,13 @@ pub struct ServerArgs {
     /// This machine's id for registered instances [default: /etc/machine-id].
     #[arg(long, env = "KAYLEE_MACHINE_ID")]
     pub machine_id: Option<String>,
+    /// Docker engine whose containers are registered [default: $DOCKER_HOST,
+    /// else the local socket].
+    #[arg(long)]
+    pub docker_host: Option<String>,
+    /// Do not register this machine's containers (run only the controller).
+    #[arg(long, env = "KAYLEE_NO_REGISTRATOR")]
+    pub no_registrator: bool,
     /// Name stored in the leader key [default: <hostname>/<pid>].
     #[arg(long, env = "KAYLEE_NAME")]
     pub name: Option<String>,

@@ -6,6 +6,7 @@ pub mod client;
 pub mod etcd;
 pub mod fleet;
 pub mod keys;
+pub mod registrator;
 pub mod registry;
 pub mod runtime;
 pub mod server;

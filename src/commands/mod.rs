@@ -1,5 +1,6 @@
 //! One module per command; each returns an [`Exit`] on failure.
 
+pub mod registration;
 pub mod render;
 pub mod server;
 pub mod show;

@@ -64,6 +64,9 @@ pub async fn run(etcd: &EtcdArgs, args: &ServerArgs) -> Result {
     let config = config(etcd, args)?;
     let shutdown = CancellationToken::new();
     on_signals(shutdown.clone())?;
-    let server = Server::new(config);
+    let mut server = Server::new(config.clone());
+    if let Some(on_session) = super::registration::start(args, &config.etcd)? {
+        server.on_session(on_session);
+    }
     server.run(shutdown).await.map_err(Exit::runtime)
 }
