@@ -35,26 +35,32 @@ fn spec_choice() -> impl Strategy<Value = SpecChoice> {
         0u32..3,
         prop::bool::weighted(0.1),
     )
-        .prop_map(|(replicas, per_host, image, restart, startup_delay, deleted)| SpecChoice {
-            replicas,
-            per_host: per_host.filter(|_| replicas.is_some()),
-            image,
-            restart,
-            startup_delay,
-            deleted,
-        })
+        .prop_map(
+            |(replicas, per_host, image, restart, startup_delay, deleted)| SpecChoice {
+                replicas,
+                per_host: per_host.filter(|_| replicas.is_some()),
+                image,
+                restart,
+                startup_delay,
+                deleted,
+            },
+        )
 }
 
 fn unit_of(c: &SpecChoice) -> Unit {
-    let mut spec = serde_json::json!({"image": format!("img:{}", c.image), "startupDelay": c.startup_delay});
+    let mut spec =
+        serde_json::json!({"image": format!("img:{}", c.image), "startupDelay": c.startup_delay});
     if let Some(r) = c.replicas {
         spec["replicas"] = r.into();
     }
     if let Some(p) = c.per_host {
         spec["maxReplicasPerHost"] = p.into();
     }
-    spec::from_json(&serde_json::json!({"name": "web", "spec": spec}).to_string(), "model")
-        .expect("model specs are valid")
+    spec::from_json(
+        &serde_json::json!({"name": "web", "spec": spec}).to_string(),
+        "model",
+    )
+    .expect("model specs are valid")
 }
 
 /// One fleet job in the simulated registry.
@@ -104,7 +110,11 @@ fn current_set(f: &Fleet) -> BTreeMap<String, UnitHash> {
 }
 
 /// Drives planning against the simulated fleet until the spec settles.
-fn run_model(initial: SpecChoice, changes: Vec<(u8, SpecChoice)>, start_delays: Vec<u8>) -> Result<(), TestCaseError> {
+fn run_model(
+    initial: SpecChoice,
+    changes: Vec<(u8, SpecChoice)>,
+    start_delays: Vec<u8>,
+) -> Result<(), TestCaseError> {
     let opts = RenderOptions::default();
     let mut fleet = Fleet {
         jobs: BTreeMap::new(),
@@ -157,8 +167,14 @@ fn run_model(initial: SpecChoice, changes: Vec<(u8, SpecChoice)>, start_delays: 
         }
         let wanted = desired_set(&rendered);
         for c in &p.create {
-            prop_assert!(!spec.deleted && wanted.contains_key(&c.name.to_name()), "creates only what is desired");
-            prop_assert!(!observed_names.contains(&c.name.to_name()), "never creates over an existing job");
+            prop_assert!(
+                !spec.deleted && wanted.contains_key(&c.name.to_name()),
+                "creates only what is desired"
+            );
+            prop_assert!(
+                !observed_names.contains(&c.name.to_name()),
+                "never creates over an existing job"
+            );
         }
 
         // Surge invariant for replicated units: destroying a running job
@@ -172,9 +188,7 @@ fn run_model(initial: SpecChoice, changes: Vec<(u8, SpecChoice)>, start_delays: 
         for d in &p.destroy {
             fleet.jobs.remove(d);
         }
-        if destroys_running
-            && !spec.deleted
-            && matches!(rendered.layout, Layout::Replicated { .. })
+        if destroys_running && !spec.deleted && matches!(rendered.layout, Layout::Replicated { .. })
         {
             let asked = rendered.units.len();
             prop_assert!(
@@ -198,7 +212,11 @@ fn run_model(initial: SpecChoice, changes: Vec<(u8, SpecChoice)>, start_delays: 
         fleet.now += TICK;
 
         if step > last_change && p.is_empty() && p.requeue_after.is_none() {
-            let want = if spec.deleted { BTreeMap::new() } else { wanted };
+            let want = if spec.deleted {
+                BTreeMap::new()
+            } else {
+                wanted
+            };
             prop_assert_eq!(current_set(&fleet), want, "an empty plan means converged");
             // Idempotent: planning again on the same state writes nothing.
             settled_plans += 1;
@@ -236,6 +254,9 @@ fn a_plain_update_converges() {
         startup_delay: 1,
         deleted: false,
     };
-    let b = SpecChoice { image: 1, ..a.clone() };
+    let b = SpecChoice {
+        image: 1,
+        ..a.clone()
+    };
     run_model(a, vec![(3, b)], vec![2, 0, 5]).expect("converges");
 }
