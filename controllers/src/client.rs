@@ -78,11 +78,18 @@ impl KayleeClient {
         &self.client
     }
 
+    /// Reads accept values as large as the informers do.
+    fn kv(&self) -> etcd_client::KvClient {
+        self.client
+            .kv_client()
+            .max_decoding_message_size(crate::runtime::etcd_source::MAX_MESSAGE_BYTES)
+    }
+
     /// Stores a unit's canonical JSON unless it is already exactly that.
     pub async fn apply(&self, unit: &Unit) -> Result<Applied, ClientError> {
         let key = self.keys.unit(&unit.name);
         let json = unit.to_json();
-        let mut kv = self.client.kv_client();
+        let mut kv = self.kv();
         let current = self.etcd.timed(kv.get(key.clone(), None)).await?;
         let existing = current.kvs().first();
         if existing.is_some_and(|k| k.value() == json.as_bytes()) {
@@ -105,7 +112,7 @@ impl KayleeClient {
     }
 
     async fn get_prefix(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, EtcdError> {
-        let mut kv = self.client.kv_client();
+        let mut kv = self.kv();
         let resp = self
             .etcd
             .timed(kv.get(prefix, Some(GetOptions::new().with_prefix())))
@@ -137,7 +144,7 @@ impl KayleeClient {
             .filter_map(|(k, v)| {
                 let name = KayleeKeys::name_in(&units_dir, &k)?.to_string();
                 Some(UnitView {
-                    spec: spec::from_json_bytes(&v, &k).map_err(|e| e.to_string()),
+                    spec: spec::from_stored(&v, &k, &name).map_err(|e| e.to_string()),
                     status: statuses.get(&name).cloned(),
                     name,
                 })
@@ -148,7 +155,7 @@ impl KayleeClient {
     }
 
     pub async fn get(&self, name: &str) -> Result<UnitView, ClientError> {
-        let mut kv = self.client.kv_client();
+        let mut kv = self.kv();
         let key = self.keys.unit(name);
         let unit = self.etcd.timed(kv.get(key.clone(), None)).await?;
         let Some(stored) = unit.kvs().first() else {
@@ -160,7 +167,7 @@ impl KayleeClient {
             .await?;
         Ok(UnitView {
             name: name.to_string(),
-            spec: spec::from_json_bytes(stored.value(), &key).map_err(|e| e.to_string()),
+            spec: spec::from_stored(stored.value(), &key, name).map_err(|e| e.to_string()),
             status: status
                 .kvs()
                 .first()
@@ -177,7 +184,7 @@ impl KayleeClient {
             marker.clone(),
             None,
         )]);
-        let mut kv = self.client.kv_client();
+        let mut kv = self.kv();
         if !self.etcd.timed(kv.txn(txn)).await?.succeeded() {
             return Err(ClientError::NotFound(name.to_string()));
         }
@@ -194,7 +201,7 @@ impl KayleeClient {
                 TxnOp::delete(unit, None),
                 TxnOp::delete(self.keys.restart(name), None),
             ]);
-        let mut kv = self.client.kv_client();
+        let mut kv = self.kv();
         if !self.etcd.timed(kv.txn(txn)).await?.succeeded() {
             return Err(ClientError::NotFound(name.to_string()));
         }

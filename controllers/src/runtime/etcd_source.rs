@@ -4,9 +4,13 @@ use super::informer::{EventStream, Item, Listing, Source, SourceError, WatchEven
 use crate::etcd::EtcdConfig;
 use etcd_client::{Client, EventType, GetOptions, WatchOptions};
 
-/// Keys per page when listing, so a large prefix never hits the gRPC
-/// message limit.
-const PAGE: i64 = 2000;
+/// Keys per page when listing, so a large prefix stays well within the
+/// gRPC message limit.
+const PAGE: i64 = 1000;
+/// tonic refuses responses over 4 MiB by default; an operator who raised
+/// etcd's `--max-request-bytes` could store a value that large, and one such
+/// value must not stall a whole informer. Kaylee rejects it later, by name.
+pub const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
 
 #[derive(Clone)]
 pub struct EtcdPrefix {
@@ -43,7 +47,10 @@ fn failed(e: impl std::fmt::Display) -> SourceError {
 
 impl Source for EtcdPrefix {
     async fn list(&self) -> Result<Listing, SourceError> {
-        let mut kv = self.client.kv_client();
+        let mut kv = self
+            .client
+            .kv_client()
+            .max_decoding_message_size(MAX_MESSAGE_BYTES);
         let end = prefix_end(self.prefix.as_bytes());
         let mut start = self.prefix.as_bytes().to_vec();
         let mut listing = Listing::default();
@@ -81,14 +88,17 @@ impl Source for EtcdPrefix {
     }
 
     async fn watch(&self, revision: i64) -> Result<EventStream, SourceError> {
-        let mut client = self.client.clone();
+        let mut watch = self
+            .client
+            .watch_client()
+            .max_decoding_message_size(MAX_MESSAGE_BYTES);
         let opts = WatchOptions::new()
             .with_prefix()
             .with_prev_key()
             .with_start_revision(revision + 1);
         let stream = self
             .config
-            .timed(client.watch(self.prefix.clone(), Some(opts)))
+            .timed(watch.watch(self.prefix.clone(), Some(opts)))
             .await
             .map_err(failed)?;
         let events = futures::stream::unfold(Some(stream), |state| async move {

@@ -38,5 +38,21 @@ pub fn from_json_bytes(bytes: &[u8], source: &str) -> Result<Unit, SpecErrors> {
     }
 }
 
+/// Reads the unit stored at `key` (`/kaylee/units/<name>`): its `name` must
+/// be the key's, or one unit could render (and fight over) another's fleet
+/// units.
+pub fn from_stored(bytes: &[u8], key: &str, name: &str) -> Result<Unit, SpecErrors> {
+    let unit = from_json_bytes(bytes, key)?;
+    if unit.name != name {
+        return Err(SpecErrors::single(
+            key,
+            "name",
+            None,
+            format!("is `{}` but the unit is stored under `{name}`", unit.name),
+        ));
+    }
+    Ok(unit)
+}
+
 #[cfg(test)]
 mod tests;

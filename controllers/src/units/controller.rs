@@ -290,7 +290,7 @@ impl<R: FleetRegistry> UnitsController<R> {
         let stored = self.units.get(&key);
         let parsed = stored
             .as_ref()
-            .map(|v| spec::from_json_bytes(&v.bytes, &key).map_err(|e| e.to_string()));
+            .map(|v| spec::from_stored(&v.bytes, &key, name).map_err(|e| e.to_string()));
         let marker = self
             .restarts
             .get(&self.keys.restart(name))
