@@ -68,4 +68,7 @@ cargo clippy --workspace --all-targets -- -D warnings
 section "cargo test --workspace"
 cargo test --workspace
 
+section "fuzz targets (short run where nightly is available)"
+deploy/fuzz.sh --short
+
 section "all checks passed"

@@ -1,4 +1,6 @@
-//! Helpers shared by the integration tests.
+//! Helpers shared by the integration tests (not every test uses each).
+#![allow(dead_code)]
 
+pub mod fuzz_checks;
 pub mod systemd;
 pub mod units;
