@@ -17,7 +17,6 @@ pub struct ServerConfig {
     pub etcd: EtcdConfig,
     pub fleet_prefix: String,
     pub lease_ttl: Duration,
-    pub max_txn_ops: usize,
     pub controller: ControllerConfig,
     /// Stored in the leader key so operators can see who leads.
     pub identity: String,
@@ -146,7 +145,7 @@ impl Server {
                 &self.config.fleet_prefix,
                 &self.config.controller.render.unit_prefix,
             ),
-            self.config.max_txn_ops,
+            self.config.controller.max_txn_ops,
         );
         let controller = UnitsController::new(
             client.clone(),

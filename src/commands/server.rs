@@ -27,12 +27,12 @@ fn config(etcd: &EtcdArgs, args: &ServerArgs) -> Result<ServerConfig> {
         etcd: etcd.config(),
         fleet_prefix: args.fleet.fleet_prefix.clone(),
         lease_ttl: args.lease_ttl,
-        max_txn_ops: args.max_txn_ops,
         controller: ControllerConfig {
             render,
             start_timeout: args.start_timeout,
             resync_period: args.resync_period,
             workers: args.workers,
+            max_txn_ops: args.max_txn_ops,
         },
         identity,
     })

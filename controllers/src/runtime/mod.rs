@@ -2,6 +2,7 @@
 //! names, workers reconcile one name at a time.
 
 pub mod cache;
+pub mod coalesce;
 pub mod election;
 pub mod etcd_source;
 pub mod informer;

@@ -9,6 +9,7 @@ use crate::etcd::{EtcdConfig, EtcdError};
 use crate::fleet::{RenderOptions, render};
 use crate::keys::{FleetKeys, KayleeKeys};
 use crate::registry::{ApplyError, FleetOp, FleetRegistry};
+use crate::runtime::coalesce::{Coalescer, WriteError};
 use crate::runtime::election::Fence;
 use crate::runtime::{Cache, EtcdPrefix, WorkQueue, informer};
 use crate::spec;
@@ -29,6 +30,8 @@ pub struct ControllerConfig {
     pub start_timeout: Duration,
     pub resync_period: Duration,
     pub workers: usize,
+    /// Operations per etcd transaction (etcd's `--max-txn-ops`).
+    pub max_txn_ops: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -52,9 +55,10 @@ pub struct UnitsController<R: FleetRegistry> {
     etcd: EtcdConfig,
     keys: KayleeKeys,
     fleet: FleetKeys,
-    registry: R,
+    registry: Arc<R>,
     config: ControllerConfig,
-    fence: Fence,
+    fleet_writes: Coalescer<FleetOp>,
+    status_writes: Coalescer<(String, Option<String>)>,
     units: Arc<Cache>,
     restarts: Arc<Cache>,
     jobs: Arc<Cache>,
@@ -74,8 +78,17 @@ impl<R: FleetRegistry> UnitsController<R> {
         config: ControllerConfig,
         fence: Fence,
     ) -> Arc<Self> {
+        // Must run within a tokio runtime: it starts the write batchers.
         let keys = KayleeKeys::new(&etcd.prefix);
         let fleet = registry.keys().clone();
+        let registry = Arc::new(registry);
+        let fleet_writes = fleet_writer(registry.clone(), fence.clone(), config.max_txn_ops);
+        let status_writes = status_writer(
+            client.clone(),
+            etcd.clone(),
+            fence.clone(),
+            config.max_txn_ops,
+        );
         let dir = |d: String| move |k: &str| KayleeKeys::name_in(&d, k).map(str::to_string);
         let fk = fleet.clone();
         Arc::new(UnitsController {
@@ -92,7 +105,8 @@ impl<R: FleetRegistry> UnitsController<R> {
             fleet,
             registry,
             config,
-            fence,
+            fleet_writes,
+            status_writes,
             queue: WorkQueue::new(),
             timeline: Timeline::default(),
             written: DashMap::new(),
@@ -321,7 +335,7 @@ impl<R: FleetRegistry> UnitsController<R> {
                     text: u.text.clone(),
                 }))
                 .collect();
-            self.registry.apply(&ops, &self.fence).await?;
+            self.fleet_writes.submit(ops).await.map_err(apply_error)?;
             self.await_own_writes(&plan.destroy, &plan.create).await?;
         }
 
@@ -394,21 +408,80 @@ impl<R: FleetRegistry> UnitsController<R> {
         if let Some(error) = status.as_ref().and_then(|s| s.error.as_ref()) {
             tracing::warn!(unit = name, %error, "unit is invalid; its fleet units are left as they are");
         }
-        let key = self.keys.status(name);
-        let op = match &json {
-            Some(j) => TxnOp::put(key, j.clone(), None),
-            None => TxnOp::delete(key, None),
-        };
-        let mut kv = self.client.kv_client();
-        let txn = Txn::new().when([self.fence.compare()]).and_then([op]);
-        let resp = self.etcd.timed(kv.txn(txn)).await?;
-        if !resp.succeeded() {
-            return Err(ApplyError::Fenced.into());
-        }
+        self.status_writes
+            .submit(vec![(self.keys.status(name), json.clone())])
+            .await
+            .map_err(apply_error)?;
         match json {
             Some(j) => self.written.insert(name.to_string(), j),
             None => self.written.remove(name).map(|(_, v)| v),
         };
         Ok(())
     }
+}
+
+fn apply_error(e: WriteError) -> ReconcileError {
+    match e {
+        WriteError::Fenced => ApplyError::Fenced.into(),
+        WriteError::Failed(why) => ApplyError::Failed(why).into(),
+    }
+}
+
+/// Fleet writes of all workers, batched into as few transactions as fit.
+fn fleet_writer<R: FleetRegistry>(
+    registry: Arc<R>,
+    fence: Fence,
+    max_ops: usize,
+) -> Coalescer<FleetOp> {
+    let weight = |op: &FleetOp| match op {
+        FleetOp::Create { .. } => 3,
+        FleetOp::Destroy { .. } => 1,
+    };
+    Coalescer::spawn(max_ops, weight, move |ops: Vec<FleetOp>| {
+        let (registry, fence) = (registry.clone(), fence.clone());
+        async move {
+            registry.apply(&ops, &fence).await.map_err(|e| match e {
+                ApplyError::Fenced => WriteError::Fenced,
+                other => WriteError::Failed(other.to_string()),
+            })
+        }
+    })
+}
+
+/// Status writes (`key`, new JSON or `None` to delete), fenced and batched.
+fn status_writer(
+    client: Client,
+    etcd: EtcdConfig,
+    fence: Fence,
+    max_ops: usize,
+) -> Coalescer<(String, Option<String>)> {
+    Coalescer::spawn(
+        max_ops,
+        |_| 1,
+        move |writes: Vec<(String, Option<String>)>| {
+            let (client, etcd, fence) = (client.clone(), etcd.clone(), fence.clone());
+            async move {
+                // The same unit's status twice in one batch: the later one wins.
+                let mut last: std::collections::BTreeMap<String, Option<String>> =
+                    Default::default();
+                for (key, value) in writes {
+                    last.insert(key, value);
+                }
+                let ops: Vec<TxnOp> = last
+                    .into_iter()
+                    .map(|(key, value)| match value {
+                        Some(v) => TxnOp::put(key, v, None),
+                        None => TxnOp::delete(key, None),
+                    })
+                    .collect();
+                let mut kv = client.kv_client();
+                let txn = Txn::new().when([fence.compare()]).and_then(ops);
+                match etcd.timed(kv.txn(txn)).await {
+                    Ok(r) if r.succeeded() => Ok(()),
+                    Ok(_) => Err(WriteError::Fenced),
+                    Err(e) => Err(WriteError::Failed(e.to_string())),
+                }
+            }
+        },
+    )
 }
