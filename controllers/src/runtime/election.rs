@@ -199,33 +199,30 @@ async fn watch_key_gone(client: Client, config: EtcdConfig, fence: Fence) {
     let mut backoff = std::time::Duration::from_millis(100);
     loop {
         let mut kv = client.kv_client();
-        match config.timed(kv.get(fence.key.clone(), None)).await {
-            Ok(resp) => {
-                let current = resp.kvs().first().map(|k| k.create_revision());
-                if current != Some(fence.create_revision) {
-                    return;
-                }
-                let revision = resp.header().map(|h| h.revision()).unwrap_or(0);
-                let mut c = client.clone();
-                let opts = WatchOptions::new().with_start_revision(revision + 1);
-                if let Ok(mut stream) = config.timed(c.watch(fence.key.clone(), Some(opts))).await {
-                    while let Ok(Some(resp)) = stream.message().await {
-                        if resp.canceled() {
-                            break;
-                        }
-                        if resp
-                            .events()
-                            .iter()
-                            .any(|e| e.event_type() == EventType::Delete)
-                        {
-                            return;
-                        }
+        // etcd unreachable: the session's own deadline decides when the
+        // lease must be assumed gone; keep checking meanwhile.
+        if let Ok(resp) = config.timed(kv.get(fence.key.clone(), None)).await {
+            let current = resp.kvs().first().map(|k| k.create_revision());
+            if current != Some(fence.create_revision) {
+                return;
+            }
+            let revision = resp.header().map(|h| h.revision()).unwrap_or(0);
+            let mut c = client.clone();
+            let opts = WatchOptions::new().with_start_revision(revision + 1);
+            if let Ok(mut stream) = config.timed(c.watch(fence.key.clone(), Some(opts))).await {
+                while let Ok(Some(resp)) = stream.message().await {
+                    if resp.canceled() {
+                        break;
+                    }
+                    if resp
+                        .events()
+                        .iter()
+                        .any(|e| e.event_type() == EventType::Delete)
+                    {
+                        return;
                     }
                 }
             }
-            // etcd unreachable: the session's own deadline decides when the
-            // lease must be assumed gone; keep checking meanwhile.
-            Err(_) => {}
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(std::time::Duration::from_secs(2));
