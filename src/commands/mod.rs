@@ -1,10 +1,12 @@
 //! One module per command; each returns an [`Exit`] on failure.
 
+pub mod completions;
 pub mod render;
 pub mod server;
 pub mod show;
 pub mod units;
 pub mod validate;
+pub mod wait;
 
 use std::fmt;
 use std::path::Path;
