@@ -179,6 +179,7 @@ pub enum Command {
         /// Restart marker to render with (as `kaylee restart` would set).
         #[arg(long, default_value = "")]
         restart_marker: String,
+        /// Output format: text for people, JSON for scripts.
         #[arg(short, long, value_enum, default_value = "text")]
         output: Output,
     },
@@ -186,6 +187,7 @@ pub enum Command {
     Server(ServerArgs),
     /// Validate unit files and create or update the units in etcd.
     Run {
+        /// YAML (or JSON) unit files; all are checked before any is written.
         #[arg(required = true)]
         files: Vec<PathBuf>,
         #[command(flatten)]
@@ -193,27 +195,35 @@ pub enum Command {
     },
     /// List units: replicas running/desired, image, spec hash, status.
     Ls {
+        /// Output format: text for people, JSON for scripts.
         #[arg(short, long, value_enum, default_value = "text")]
         output: Output,
     },
     /// Roll every replica of a unit without changing its spec.
     Restart {
+        /// Unit name.
         name: String,
         #[command(flatten)]
         wait: WaitArgs,
     },
     /// Delete a unit; the leader destroys its fleet units.
-    Rm { name: String },
+    Rm {
+        /// Unit name.
+        name: String,
+    },
     /// Show a unit's fleet units, their machines and states, and instances.
     Status {
+        /// Unit name.
         name: String,
         #[command(flatten)]
         fleet: FleetArgs,
+        /// Output format: text for people, JSON for scripts.
         #[arg(short, long, value_enum, default_value = "text")]
         output: Output,
     },
     /// Print a shell completion script to stdout.
     Completions {
+        /// The shell to complete for.
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
