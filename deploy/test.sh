@@ -3,7 +3,8 @@
 #   deploy/test.sh
 # Installs what the tests need from Debian's packages when it is missing
 # (protoc, a real etcd, a static busybox for the Docker test image), then runs
-# rustfmt, clippy and the whole workspace's tests. Integration tests spawn
+# rustfmt, clippy, the whole workspace's tests and the quickstart's check
+# mode (etcd and two servers on loopback). Integration tests spawn
 # their own etcd on loopback ports and use the running Docker engine; they
 # never pull images (no registry is reachable).
 set -euo pipefail
@@ -67,6 +68,9 @@ cargo clippy --workspace --all-targets -- -D warnings
 
 section "cargo test --workspace"
 cargo test --workspace
+
+section "deploy/quickstart.sh --check"
+deploy/quickstart.sh --check
 
 section "fuzz targets (short run where nightly is available)"
 deploy/fuzz.sh --short

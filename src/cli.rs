@@ -4,6 +4,7 @@
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use kaylee_controllers::etcd::{DEFAULT_ENDPOINTS, EtcdConfig};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -49,10 +50,10 @@ pub struct EtcdArgs {
     #[arg(long, global = true, env = "ETCDCTL_USER", hide_env_values = true)]
     pub etcd_user: Option<String>,
     /// How long to wait for a connection to etcd.
-    #[arg(long, global = true, default_value = "3s", value_parser = humantime::parse_duration)]
+    #[arg(long, global = true, env = "KAYLEE_ETCD_DIAL_TIMEOUT", default_value = "3s", value_parser = humantime::parse_duration)]
     pub etcd_dial_timeout: Duration,
     /// Deadline of every etcd request.
-    #[arg(long, global = true, default_value = "5s", value_parser = humantime::parse_duration)]
+    #[arg(long, global = true, env = "KAYLEE_ETCD_REQUEST_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
     pub etcd_request_timeout: Duration,
 }
 
@@ -136,8 +137,24 @@ pub struct ServerArgs {
     /// Name stored in the leader key [default: <hostname>/<pid>].
     #[arg(long, env = "KAYLEE_NAME")]
     pub name: Option<String>,
+    /// Log lines: human-readable text, or one JSON object per line.
     #[arg(long, env = "KAYLEE_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
+    /// Address of the HTTP server with /metrics, /healthz and /readyz.
+    #[arg(long, env = "KAYLEE_LISTEN", default_value = "127.0.0.1:9477")]
+    pub listen: SocketAddr,
+}
+
+/// Following a rollout after a write.
+#[derive(Args, Debug, Clone)]
+pub struct WaitArgs {
+    /// Wait until every replica runs on the new spec; exit 1 on an error in
+    /// the unit's status or on the timeout.
+    #[arg(long)]
+    pub wait: bool,
+    /// How long --wait waits.
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration, requires = "wait")]
+    pub timeout: Duration,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,6 +186,7 @@ pub enum Command {
         /// Restart marker to render with (as `kaylee restart` would set).
         #[arg(long, default_value = "")]
         restart_marker: String,
+        /// Output format: text for people, JSON for scripts.
         #[arg(short, long, value_enum, default_value = "text")]
         output: Output,
     },
@@ -176,24 +194,44 @@ pub enum Command {
     Server(ServerArgs),
     /// Validate unit files and create or update the units in etcd.
     Run {
+        /// YAML (or JSON) unit files; all are checked before any is written.
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        #[command(flatten)]
+        wait: WaitArgs,
     },
     /// List units: replicas running/desired, image, spec hash, status.
     Ls {
+        /// Output format: text for people, JSON for scripts.
         #[arg(short, long, value_enum, default_value = "text")]
         output: Output,
     },
     /// Roll every replica of a unit without changing its spec.
-    Restart { name: String },
+    Restart {
+        /// Unit name.
+        name: String,
+        #[command(flatten)]
+        wait: WaitArgs,
+    },
     /// Delete a unit; the leader destroys its fleet units.
-    Rm { name: String },
+    Rm {
+        /// Unit name.
+        name: String,
+    },
     /// Show a unit's fleet units, their machines and states, and instances.
     Status {
+        /// Unit name.
         name: String,
         #[command(flatten)]
         fleet: FleetArgs,
+        /// Output format: text for people, JSON for scripts.
         #[arg(short, long, value_enum, default_value = "text")]
         output: Output,
+    },
+    /// Print a shell completion script to stdout.
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
     },
 }

@@ -2,6 +2,8 @@
 
 mod cli;
 mod commands;
+mod exporter;
+mod http;
 mod logging;
 mod table;
 
@@ -26,15 +28,16 @@ async fn main() -> ExitCode {
             output,
         } => commands::render::run(file, render, restart_marker, *output),
         Command::Server(args) => commands::server::run(etcd, args).await,
-        Command::Run { files } => commands::units::run(etcd, files).await,
+        Command::Run { files, wait } => commands::units::run(etcd, files, wait).await,
         Command::Ls { output } => commands::show::ls(etcd, *output).await,
-        Command::Restart { name } => commands::units::restart(etcd, name).await,
+        Command::Restart { name, wait } => commands::units::restart(etcd, name, wait).await,
         Command::Rm { name } => commands::units::rm(etcd, name).await,
         Command::Status {
             name,
             fleet,
             output,
         } => commands::show::status(etcd, name, fleet, *output).await,
+        Command::Completions { shell } => commands::completions::run(*shell),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

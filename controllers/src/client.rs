@@ -29,6 +29,15 @@ pub enum Applied {
     Unchanged,
 }
 
+/// What a write did, and the etcd revision the stored value carries: a
+/// status whose `specRevision` (or `restartRevision`) has reached it answers
+/// this write, which is what `--wait` waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Written<T> {
+    pub outcome: T,
+    pub revision: i64,
+}
+
 /// A unit as stored, with what the leader last reported about it.
 #[derive(Debug, Clone)]
 pub struct UnitView {
@@ -61,6 +70,11 @@ pub struct KayleeClient {
     keys: KayleeKeys,
 }
 
+/// The revision a successful one-put transaction wrote at.
+fn txn_revision(resp: &etcd_client::TxnResponse) -> i64 {
+    resp.header().map(|h| h.revision()).unwrap_or(0)
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -86,14 +100,17 @@ impl KayleeClient {
     }
 
     /// Stores a unit's canonical JSON unless it is already exactly that.
-    pub async fn apply(&self, unit: &Unit) -> Result<Applied, ClientError> {
+    pub async fn apply(&self, unit: &Unit) -> Result<Written<Applied>, ClientError> {
         let key = self.keys.unit(&unit.name);
         let json = unit.to_json();
         let mut kv = self.kv();
         let current = self.etcd.timed(kv.get(key.clone(), None)).await?;
         let existing = current.kvs().first();
-        if existing.is_some_and(|k| k.value() == json.as_bytes()) {
-            return Ok(Applied::Unchanged);
+        if let Some(k) = existing.filter(|k| k.value() == json.as_bytes()) {
+            return Ok(Written {
+                outcome: Applied::Unchanged,
+                revision: k.mod_revision(),
+            });
         }
         // Only over what was read: a concurrent writer makes us re-read.
         let seen = existing.map(|k| k.mod_revision()).unwrap_or(0);
@@ -104,10 +121,13 @@ impl KayleeClient {
         if !resp.succeeded() {
             return Box::pin(self.apply(unit)).await;
         }
-        Ok(if existing.is_some() {
-            Applied::Updated
-        } else {
-            Applied::Created
+        Ok(Written {
+            outcome: if existing.is_some() {
+                Applied::Updated
+            } else {
+                Applied::Created
+            },
+            revision: txn_revision(&resp),
         })
     }
 
@@ -176,7 +196,7 @@ impl KayleeClient {
     }
 
     /// Sets a new restart marker, which rolls every replica; returns it.
-    pub async fn restart(&self, name: &str) -> Result<String, ClientError> {
+    pub async fn restart(&self, name: &str) -> Result<Written<String>, ClientError> {
         let marker = humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string();
         let exists = Compare::version(self.keys.unit(name), CompareOp::Greater, 0);
         let txn = Txn::new().when([exists]).and_then([TxnOp::put(
@@ -185,10 +205,14 @@ impl KayleeClient {
             None,
         )]);
         let mut kv = self.kv();
-        if !self.etcd.timed(kv.txn(txn)).await?.succeeded() {
+        let resp = self.etcd.timed(kv.txn(txn)).await?;
+        if !resp.succeeded() {
             return Err(ClientError::NotFound(name.to_string()));
         }
-        Ok(marker)
+        Ok(Written {
+            outcome: marker,
+            revision: txn_revision(&resp),
+        })
     }
 
     /// Deletes a unit (and its restart marker); the leader then destroys

@@ -68,6 +68,8 @@ impl Server {
     /// Runs until `shutdown` is cancelled. Fails only when etcd cannot be
     /// reached at start-up, so a misconfigured server says so and exits.
     pub async fn run(&self, shutdown: CancellationToken) -> Result<(), EtcdError> {
+        // A standby reports 0 from the start, not an absent series.
+        self.state.set_leader(false);
         let client = self.config.etcd.connect().await?;
         self.state.etcd_ok.store(true, Ordering::SeqCst);
         self.state.synced.store(true, Ordering::SeqCst);

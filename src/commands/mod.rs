@@ -1,11 +1,13 @@
 //! One module per command; each returns an [`Exit`] on failure.
 
+pub mod completions;
 pub mod registration;
 pub mod render;
 pub mod server;
 pub mod show;
 pub mod units;
 pub mod validate;
+pub mod wait;
 
 use std::fmt;
 use std::path::Path;

@@ -1,8 +1,10 @@
 use super::{Exit, Result};
 use crate::cli::{EtcdArgs, ServerArgs};
+use crate::{exporter, http};
 use kaylee_controllers::fleet::RenderOptions;
 use kaylee_controllers::server::{Server, ServerConfig};
 use kaylee_controllers::units::ControllerConfig;
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 fn config(etcd: &EtcdArgs, args: &ServerArgs) -> Result<ServerConfig> {
@@ -60,13 +62,35 @@ fn on_signals(shutdown: CancellationToken) -> Result {
     Ok(())
 }
 
+/// How long open HTTP connections get to finish once the server stops.
+const HTTP_DRAIN: Duration = Duration::from_secs(2);
+
 pub async fn run(etcd: &EtcdArgs, args: &ServerArgs) -> Result {
     let config = config(etcd, args)?;
+    let metrics =
+        exporter::install().map_err(|e| Exit::runtime(format!("cannot set up metrics: {e}")))?;
+    let listener = http::bind(args.listen)
+        .await
+        .map_err(|e| Exit::runtime(format!("cannot listen on {}: {e}", args.listen)))?;
+    tracing::info!(listen = %args.listen, "serving /metrics, /healthz and /readyz");
     let shutdown = CancellationToken::new();
     on_signals(shutdown.clone())?;
     let mut server = Server::new(config.clone());
     if let Some(on_session) = super::registration::start(args, &config.etcd)? {
         server.on_session(on_session);
     }
-    server.run(shutdown).await.map_err(Exit::runtime)
+    let endpoints = tokio::spawn(http::serve(
+        listener,
+        metrics,
+        server.state(),
+        shutdown.clone(),
+    ));
+    let result = server.run(shutdown.clone()).await;
+    shutdown.cancel();
+    match tokio::time::timeout(HTTP_DRAIN, endpoints).await {
+        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "HTTP server failed"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "HTTP server task failed"),
+        Ok(Ok(Ok(()))) | Err(_) => {}
+    }
+    result.map_err(Exit::runtime)
 }

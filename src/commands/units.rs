@@ -1,7 +1,8 @@
 //! `run`, `restart`, `rm`: the commands that change units.
 
+use super::wait::{self, Target};
 use super::{Exit, Result, load_unit};
-use crate::cli::EtcdArgs;
+use crate::cli::{EtcdArgs, WaitArgs};
 use kaylee_controllers::client::{ClientError, KayleeClient};
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -16,7 +17,7 @@ pub fn client_error(e: ClientError) -> Exit {
     Exit::runtime(e)
 }
 
-pub async fn run(etcd: &EtcdArgs, files: &[PathBuf]) -> Result {
+pub async fn run(etcd: &EtcdArgs, files: &[PathBuf], follow: &WaitArgs) -> Result {
     // Everything is checked before anything is written.
     let mut units = Vec::new();
     let mut errors = Vec::new();
@@ -38,21 +39,38 @@ pub async fn run(etcd: &EtcdArgs, files: &[PathBuf]) -> Result {
         return Err(Exit::bad_input(errors.join("\n")));
     }
     let client = connect(etcd).await?;
+    let mut targets = Vec::new();
     for unit in &units {
-        let applied = client.apply(unit).await.map_err(client_error)?;
-        let word = serde_json::to_value(applied)
+        let written = client.apply(unit).await.map_err(client_error)?;
+        let word = serde_json::to_value(written.outcome)
             .ok()
             .and_then(|v| v.as_str().map(str::to_string))
             .unwrap_or_default();
         println!("{}: {word}", unit.name);
+        targets.push(Target {
+            name: unit.name.clone(),
+            spec_revision: written.revision,
+            restart_revision: 0,
+        });
+    }
+    if follow.wait {
+        wait::follow(&client, &targets, follow.timeout).await?;
     }
     Ok(())
 }
 
-pub async fn restart(etcd: &EtcdArgs, name: &str) -> Result {
+pub async fn restart(etcd: &EtcdArgs, name: &str, follow: &WaitArgs) -> Result {
     let client = connect(etcd).await?;
-    let marker = client.restart(name).await.map_err(client_error)?;
-    println!("{name}: restarting (marker {marker})");
+    let written = client.restart(name).await.map_err(client_error)?;
+    println!("{name}: restarting (marker {})", written.outcome);
+    if follow.wait {
+        let target = Target {
+            name: name.to_string(),
+            spec_revision: 0,
+            restart_revision: written.revision,
+        };
+        wait::follow(&client, &[target], follow.timeout).await?;
+    }
     Ok(())
 }
 

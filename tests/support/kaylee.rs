@@ -53,7 +53,13 @@ impl Server {
         let err = out.try_clone().expect("server log file");
         let mut args: Vec<&str> = vec!["--etcd-endpoints", etcd, "server", "--name", name];
         // Defaults for tests, unless the test sets them itself.
-        for (flag, value) in [("--lease-ttl", "3s"), ("--start-timeout", "60s")] {
+        // Port 0: parallel tests each get their own metrics port.
+        let defaults = [
+            ("--lease-ttl", "3s"),
+            ("--start-timeout", "60s"),
+            ("--listen", "127.0.0.1:0"),
+        ];
+        for (flag, value) in defaults {
             if !extra.contains(&flag) {
                 args.extend([flag, value]);
             }

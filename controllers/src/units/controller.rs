@@ -305,11 +305,12 @@ impl<R: FleetRegistry> UnitsController<R> {
         let parsed = stored
             .as_ref()
             .map(|v| spec::from_stored(&v.bytes, &key, name).map_err(|e| e.to_string()));
-        let marker = self
-            .restarts
-            .get(&self.keys.restart(name))
+        let restart = self.restarts.get(&self.keys.restart(name));
+        let marker = restart
+            .as_ref()
             .map(|v| String::from_utf8_lossy(&v.bytes).into_owned())
             .unwrap_or_default();
+        let restart_revision = restart.as_ref().map(|v| v.revision).unwrap_or(0);
         let rendered = match &parsed {
             Some(Ok(unit)) => Some((unit, render(unit, &marker, &self.config.render))),
             _ => None,
@@ -354,6 +355,10 @@ impl<R: FleetRegistry> UnitsController<R> {
             )),
             _ => None,
         };
+        let status = status.map(|s| UnitStatus {
+            restart_revision,
+            ..s
+        });
         let deleted = plan.phase == Phase::Deleted;
         if deleted {
             self.timeline.forget(name);
@@ -405,7 +410,9 @@ impl<R: FleetRegistry> UnitsController<R> {
         if json == previous {
             return Ok(());
         }
-        if let Some(error) = status.as_ref().and_then(|s| s.error.as_ref()) {
+        if let Some(error) = status.as_ref().and_then(|s| s.error.as_ref())
+            && newly_invalid(previous.as_deref(), error)
+        {
             tracing::warn!(unit = name, %error, "unit is invalid; its fleet units are left as they are");
         }
         self.status_writes
@@ -484,4 +491,35 @@ fn status_writer(
             }
         },
     )
+}
+
+/// Whether `error` differs from the one in the previously written status:
+/// an invalid unit's status also changes when its old fleet units come and
+/// go, and that must not repeat the warning.
+fn newly_invalid(previous: Option<&str>, error: &str) -> bool {
+    let before = previous
+        .and_then(|p| serde_json::from_str::<UnitStatus>(p).ok())
+        .and_then(|s| s.error);
+    before.as_deref() != Some(error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{UnitStatus, newly_invalid};
+
+    #[test]
+    fn an_invalid_unit_is_logged_once_per_distinct_error() {
+        let invalid = |error: &str, running: u32| {
+            UnitStatus {
+                error: Some(error.to_string()),
+                running,
+                ..UnitStatus::default()
+            }
+            .to_json()
+        };
+        assert!(newly_invalid(None, "bad"));
+        assert!(newly_invalid(Some("{}"), "bad"));
+        assert!(!newly_invalid(Some(&invalid("bad", 1)), "bad"));
+        assert!(newly_invalid(Some(&invalid("bad", 1)), "worse"));
+    }
 }

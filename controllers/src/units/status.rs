@@ -12,6 +12,10 @@ pub struct UnitStatus {
     pub spec_hash: String,
     /// Revision of `/kaylee/units/<name>` this status answers.
     pub spec_revision: i64,
+    /// Revision of `/kaylee/restarts/<name>` this status answers (0: never
+    /// restarted), so `kaylee restart --wait` can tell an old status apart.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub restart_revision: i64,
     pub desired: u32,
     /// Fleet units that exist, of any template.
     pub created: u32,
@@ -39,6 +43,7 @@ impl UnitStatus {
         UnitStatus {
             spec_hash: spec_hash.to_string(),
             spec_revision,
+            restart_revision: 0,
             desired,
             created: observed.len() as u32,
             updated: count(&|o| o.name.spec_hash == spec_hash),
@@ -59,6 +64,10 @@ impl UnitStatus {
             && self.running >= self.desired
             && self.created == self.desired
     }
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
 }
 
 pub fn phase_name(phase: Phase) -> String {
