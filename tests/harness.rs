@@ -145,6 +145,24 @@ fn docker_container_guard_removes_on_drop() {
     );
 }
 
+#[test]
+fn docker_container_rename_is_followed() {
+    require_docker!();
+    let image = docker::test_image();
+    let name = format!("kaylee-harness-rename-{}", std::process::id());
+    let mut container = Container::run(&["--name", &name, &image, "sleep", "100"]);
+    assert_eq!(container.name(), name);
+    let renamed = format!("{name}-renamed");
+    container.rename(&renamed);
+    assert_eq!(container.name(), renamed);
+    let id = container.id().to_string();
+    drop(container);
+    assert!(
+        !docker::docker(&["inspect", &id]).status.success(),
+        "renamed container {id} left behind"
+    );
+}
+
 /// Serves `stream` by echoing back what it reads.
 fn echo<S>(stream: S)
 where
