@@ -1,14 +1,16 @@
 //! Self-test of the shared test harness in `tests/support`: a real etcd that
 //! starts, keeps its data across stop/kill and restart, and goes away on
 //! drop; and, when a Docker engine answers, the local busybox test image and
-//! a container guard.
+//! a container guard. The proxy that cuts connections needs neither.
 
 mod support;
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use support::docker::{self, Container};
 use support::etcd::{Etcd, EtcdOptions};
+use support::proxy::{Proxy, Upstream};
 
 // base64 of "harness-key" and "harness-value", for the v3 JSON gateway.
 const KEY_B64: &str = "aGFybmVzcy1rZXk=";
@@ -141,4 +143,104 @@ fn docker_container_guard_removes_on_drop() {
         !docker::docker(&["inspect", &id]).status.success(),
         "container {id} left behind"
     );
+}
+
+#[test]
+fn docker_container_rename_is_followed() {
+    require_docker!();
+    let image = docker::test_image();
+    let name = format!("kaylee-harness-rename-{}", std::process::id());
+    let mut container = Container::run(&["--name", &name, &image, "sleep", "100"]);
+    assert_eq!(container.name(), name);
+    let renamed = format!("{name}-renamed");
+    container.rename(&renamed);
+    assert_eq!(container.name(), renamed);
+    let id = container.id().to_string();
+    drop(container);
+    assert!(
+        !docker::docker(&["inspect", &id]).status.success(),
+        "renamed container {id} left behind"
+    );
+}
+
+/// Serves `stream` by echoing back what it reads.
+fn echo<S>(stream: S)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
+{
+    tokio::spawn(async move {
+        let (mut r, mut w) = tokio::io::split(stream);
+        let _ = tokio::io::copy(&mut r, &mut w).await;
+    });
+}
+
+/// Sends `message` through a connection to the proxy and reads it back.
+async fn round_trip(stream: &mut tokio::net::TcpStream, message: &[u8]) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream.write_all(message).await.expect("write to the proxy");
+    let mut back = vec![0; message.len()];
+    tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut back))
+        .await
+        .expect("an echo within 5 s")
+        .expect("read from the proxy");
+    assert_eq!(back, message);
+}
+
+/// Whether the proxy closes `stream` (end of file or reset) within 5 s.
+async fn is_closed(stream: &mut tokio::net::TcpStream) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0; 16];
+    matches!(
+        tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await,
+        Ok(Ok(0) | Err(_))
+    )
+}
+
+async fn check_proxy(upstream: Upstream) {
+    let proxy = Proxy::start(upstream).await;
+    let connect = || tokio::net::TcpStream::connect(proxy.addr());
+    let mut open = connect().await.expect("connecting to the proxy");
+    round_trip(&mut open, b"before the cut").await;
+
+    proxy.cut();
+    assert!(
+        is_closed(&mut open).await,
+        "an open connection survived the cut"
+    );
+    let mut refused = connect().await.expect("the listener still accepts");
+    assert!(
+        is_closed(&mut refused).await,
+        "a connection got through a cut"
+    );
+
+    proxy.restore();
+    let mut again = connect().await.expect("connecting after the restore");
+    round_trip(&mut again, b"after the restore").await;
+}
+
+#[tokio::test]
+async fn proxy_to_tcp_forwards_cuts_and_restores() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("an upstream port");
+    let addr = listener.local_addr().expect("upstream address");
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            echo(stream);
+        }
+    });
+    check_proxy(Upstream::Tcp(addr.to_string())).await;
+}
+
+#[tokio::test]
+async fn proxy_to_unix_socket_forwards_cuts_and_restores() {
+    let dir = tempfile::tempdir().expect("a directory for the socket");
+    let path = dir.path().join("upstream.sock");
+    let listener = tokio::net::UnixListener::bind(&path).expect("an upstream socket");
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            echo(stream);
+        }
+    });
+    check_proxy(Upstream::Unix(path)).await;
 }

@@ -61,10 +61,20 @@ macro_rules! require_docker {
 /// What `require_docker!` does when no engine answers: fail when
 /// `KAYLEE_REQUIRE_DOCKER=1`, otherwise print a loud skip notice.
 pub fn report_skip() {
+    skip_docker_test(
+        "no Docker engine answers (`docker info` failed)",
+        "Start the Docker daemon to run it",
+    );
+}
+
+/// For a Docker test that cannot run here for `reason` (the caller returns
+/// right after): fail when `KAYLEE_REQUIRE_DOCKER=1`, otherwise print a
+/// loud skip notice saying `remedy`.
+pub fn skip_docker_test(reason: &str, remedy: &str) {
     let thread = std::thread::current();
     let test = thread.name().unwrap_or("<unnamed test>");
     if std::env::var(REQUIRE_ENV).is_ok_and(|v| v == "1") {
-        panic!("no Docker engine answers (`docker info` failed) and {REQUIRE_ENV}=1: {test}");
+        panic!("{reason} and {REQUIRE_ENV}=1: {test}");
     }
     // Straight to the stderr handle: `eprintln!` is captured by the test
     // runner and would only be shown for a failing test.
@@ -72,8 +82,8 @@ pub fn report_skip() {
         std::io::stderr(),
         "\n\
          ************************************************************************\n\
-         SKIPPED: no Docker engine answers (`docker info` failed): {test}\n\
-         This test did NOT run. Start the Docker daemon to run it,\n\
+         SKIPPED: {reason}: {test}\n\
+         This test did NOT run. {remedy},\n\
          or set {REQUIRE_ENV}=1 to make this a failure.\n\
          ************************************************************************\n"
     );
@@ -259,6 +269,20 @@ impl Container {
     /// The full container id (or the name given to [`Container::adopt`]).
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// The container's current name, without Docker's leading `/`.
+    pub fn name(&self) -> String {
+        self.inspect("{{.Name}}")
+            .trim_start_matches('/')
+            .to_string()
+    }
+
+    /// `docker rename`. The guard follows the container by its full id from
+    /// then on, also when it was adopted by name.
+    pub fn rename(&mut self, new_name: &str) {
+        self.id = self.inspect("{{.Id}}");
+        docker_ok(&["rename", &self.id, new_name]);
     }
 
     /// `docker stop --time 1`: SIGTERM, SIGKILL a second later (busybox as

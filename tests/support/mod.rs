@@ -8,6 +8,9 @@
 //!   loudly when none answers, [`docker::test_image`] builds a local
 //!   busybox image from scratch (never pulls), and [`docker::Container`]
 //!   removes its container on drop.
+//! * [`proxy::Proxy`]: a TCP front for a Unix socket or TCP server that a
+//!   test can cut off (open connections dropped, new ones refused) and
+//!   restore.
 //!
 //! Not every test file uses everything, hence the `dead_code` allowance.
 #![allow(dead_code)]
@@ -17,6 +20,7 @@ pub mod docker;
 pub mod etcd;
 pub mod fleet;
 pub mod kaylee;
+pub mod proxy;
 
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Output, Stdio};

@@ -1,8 +1,18 @@
-//! The resync diff: from the keys this machine has in etcd and the keys the
-//! running containers call for, the few writes that make the first match
-//! the second.
+//! The resync: the keys the running containers call for, the diff from the
+//! keys this machine has in etcd (the few writes that make the first match
+//! the second), and those writes, in as few transactions as possible.
 
-use std::collections::{BTreeMap, HashSet};
+use super::error::lease_error;
+use super::stats::bump;
+use super::{Registrator, RegistratorError, UNIT_LABEL, container_ip, docker};
+use bollard::query_parameters::ListContainersOptions;
+use etcd_client::{GetOptions, PutOptions, Txn, TxnOp};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use tracing::info;
+
+/// Most operations put in one etcd transaction (etcd refuses more than 128
+/// by default).
+const MAX_TXN_OPS: usize = 64;
 
 /// One key found under this machine's prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,6 +73,111 @@ pub(crate) fn plan(
         }
     }
     changes
+}
+
+impl Registrator {
+    /// The keys the running labelled containers call for, key → IP.
+    pub(super) async fn desired(&self) -> Result<BTreeMap<String, String>, RegistratorError> {
+        let options = ListContainersOptions {
+            filters: Some(HashMap::from([
+                ("label".to_string(), vec![UNIT_LABEL.to_string()]),
+                ("status".to_string(), vec!["running".to_string()]),
+            ])),
+            ..Default::default()
+        };
+        let containers = docker::timed(self.docker.list_containers(Some(options))).await?;
+        let mut desired = BTreeMap::new();
+        for c in containers {
+            let id = c.id.as_deref().unwrap_or("?");
+            let unit = c.labels.as_ref().and_then(|l| l.get(UNIT_LABEL));
+            let name = docker::own_name(c.names.as_deref());
+            let Some(key) = self.key_for(id, unit.map(String::as_str), name) else {
+                continue;
+            };
+            let networks = c
+                .network_settings
+                .as_ref()
+                .and_then(|n| n.networks.as_ref());
+            match container_ip(networks) {
+                Some(ip) => {
+                    desired.insert(key, ip);
+                }
+                None => {
+                    info!(container = %id, key = %key, "container has no IP yet; not registered")
+                }
+            }
+        }
+        Ok(desired)
+    }
+
+    /// Makes this machine's keys match `desired` exactly, in one diff.
+    pub(super) async fn resync(
+        &self,
+        lease: i64,
+        desired: &BTreeMap<String, String>,
+    ) -> Result<(), RegistratorError> {
+        let prefix = self.instances_prefix();
+        let mut kv = self.client.kv_client();
+        let found = self
+            .config
+            .timed(kv.get(prefix.as_str(), Some(GetOptions::new().with_prefix())))
+            .await?;
+        let current: Vec<Current> = found
+            .kvs()
+            .iter()
+            .map(|kv| Current {
+                key: kv.key().to_vec(),
+                value: kv.value().to_vec(),
+                lease: kv.lease(),
+            })
+            .collect();
+        let changes = plan(&current, desired, lease);
+        for chunk in changes.chunks(MAX_TXN_OPS) {
+            let ops: Vec<TxnOp> = chunk
+                .iter()
+                .map(|c| match c {
+                    Change::Put { key, ip, .. } => TxnOp::put(
+                        key.as_str(),
+                        ip.as_str(),
+                        Some(PutOptions::new().with_lease(lease)),
+                    ),
+                    Change::Delete { key } => TxnOp::delete(key.clone(), None),
+                })
+                .collect();
+            if let Err(e) = self.config.timed(kv.txn(Txn::new().and_then(ops))).await {
+                bump(
+                    &self.stats.registration_errors,
+                    "kaylee_registration_errors_total",
+                );
+                return Err(lease_error(e, lease));
+            }
+            for change in chunk {
+                match change {
+                    Change::Put { key, ip, previous } => {
+                        bump(&self.stats.registrations, "kaylee_registrations_total");
+                        match previous {
+                            Some(prev) => {
+                                info!(key = %key, ip = %ip, previous = %prev, "registered container (resync)")
+                            }
+                            None => info!(key = %key, ip = %ip, "registered container (resync)"),
+                        }
+                    }
+                    Change::Delete { key } => {
+                        bump(&self.stats.deregistrations, "kaylee_deregistrations_total");
+                        info!(key = %String::from_utf8_lossy(key), "deregistered stale key (resync)");
+                    }
+                }
+            }
+        }
+        bump(&self.stats.resyncs, "kaylee_registrator_resyncs_total");
+        info!(
+            machine_id = %self.machine_id,
+            containers = desired.len(),
+            changes = changes.len(),
+            "resynced registrations"
+        );
+        Ok(())
+    }
 }
 
 #[cfg(test)]
