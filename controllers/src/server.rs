@@ -70,11 +70,11 @@ impl Server {
     pub async fn run(&self, shutdown: CancellationToken) -> Result<(), EtcdError> {
         // A standby reports 0 from the start, not an absent series.
         self.state.set_leader(false);
-        let client = self.config.etcd.connect().await?;
+        let mut client = self.config.etcd.connect().await?;
         self.state.etcd_ok.store(true, Ordering::SeqCst);
         self.state.synced.store(true, Ordering::SeqCst);
         let keys = KayleeKeys::new(&self.config.etcd.prefix);
-        let election = Election::new(client.clone(), self.config.etcd.clone(), keys.leader());
+        let mut election = Election::new(client.clone(), self.config.etcd.clone(), keys.leader());
         let mut retry = Duration::from_millis(200);
         while !shutdown.is_cancelled() {
             let session =
@@ -87,6 +87,13 @@ impl Server {
                             break;
                         }
                         retry = (retry * 2).min(Duration::from_secs(5));
+                        // The endpoints in use may be the ones that died:
+                        // probe them all again.
+                        if let Ok(c) = self.config.etcd.connect().await {
+                            election =
+                                Election::new(c.clone(), self.config.etcd.clone(), keys.leader());
+                            client = c;
+                        }
                         continue;
                     }
                 };

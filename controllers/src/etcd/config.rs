@@ -47,9 +47,11 @@ pub enum EtcdError {
         timeout: Duration,
         endpoints: String,
     },
+    #[error("cannot reach etcd: {0}")]
+    Unreachable(String),
     #[error("etcd settings: {0}")]
     Config(String),
-    #[error("etcd: {0}")]
+    #[error("etcd: {}", describe(.0))]
     Client(#[from] etcd_client::Error),
 }
 
@@ -128,24 +130,48 @@ impl EtcdConfig {
         Ok(tls)
     }
 
-    /// Connects and checks that etcd answers, failing within about
-    /// `connect_timeout + request_timeout` with a message naming the endpoints.
+    /// Connects to the endpoints that answer. The client balances requests
+    /// over every endpoint it is given and fails those routed to a dead
+    /// one, so each endpoint is probed on its own first and only live ones
+    /// are used; none alive is a clear error within the dial timeout.
     pub async fn connect(&self) -> Result<Client, EtcdError> {
         if self.endpoints.is_empty() {
             return Err(EtcdError::Config("no etcd endpoints given".into()));
         }
         let options = self.options()?;
+        let probes = self
+            .endpoints
+            .iter()
+            .map(|e| async { (e.clone(), self.probe(e, &options).await) });
+        let mut live = Vec::new();
+        let mut dead = Vec::new();
+        for (endpoint, result) in futures::future::join_all(probes).await {
+            match result {
+                Ok(()) => live.push(endpoint),
+                // Wrong credentials are not an outage: say so at once.
+                Err(e) if e.is_auth() => return Err(e),
+                Err(e) => dead.push(format!("{endpoint} ({})", short_reason(&e))),
+            }
+        }
+        if live.is_empty() {
+            return Err(EtcdError::Unreachable(dead.join(", ")));
+        }
+        if !dead.is_empty() {
+            tracing::info!(unreachable = %dead.join(", "), "using only the etcd endpoints that answer");
+        }
+        let deadline = self.connect_timeout + self.request_timeout;
+        self.timed_for(deadline, Client::connect(live, Some(options)))
+            .await
+    }
+
+    async fn probe(&self, endpoint: &str, options: &ConnectOptions) -> Result<(), EtcdError> {
         let deadline = self.connect_timeout + self.request_timeout;
         let client = self
-            .timed_for(
-                deadline,
-                Client::connect(self.endpoints.clone(), Some(options)),
-            )
+            .timed_for(deadline, Client::connect([endpoint], Some(options.clone())))
             .await?;
-        // A cheap linearizable-free read proves an endpoint answers.
-        let mut probe = client.kv_client();
-        self.timed(probe.get(self.key(&["probe"]), None)).await?;
-        Ok(client)
+        let mut kv = client.kv_client();
+        self.timed(kv.get(self.key(&["probe"]), None)).await?;
+        Ok(())
     }
 
     /// Runs one etcd call with the request deadline.
@@ -167,5 +193,33 @@ impl EtcdConfig {
                 endpoints: self.endpoints_display(),
             }),
         }
+    }
+}
+
+/// The innermost cause of a client error: "Connection refused (os error
+/// 111)" says more than tonic's wrapping of it.
+fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
+}
+
+fn describe(e: &etcd_client::Error) -> String {
+    match e {
+        etcd_client::Error::GRpcStatus(s) if s.code() == tonic::Code::Unavailable => {
+            format!("unavailable: {}", innermost(s))
+        }
+        etcd_client::Error::GRpcStatus(s) => format!("{:?}: {}", s.code(), s.message()),
+        other => other.to_string(),
+    }
+}
+
+fn short_reason(e: &EtcdError) -> String {
+    match e {
+        EtcdError::Client(c) => describe(c),
+        EtcdError::Timeout { timeout, .. } => format!("no answer within {timeout:?}"),
+        other => other.to_string(),
     }
 }
