@@ -4,7 +4,7 @@
 
 use crate::etcd::{EtcdConfig, EtcdError, Session};
 use crate::keys::{FleetKeys, KayleeKeys};
-use crate::registry::{ApplyError, V3Registry};
+use crate::registry::{AnyRegistry, ApplyError, FleetApi};
 use crate::runtime::election::{Election, ElectionError};
 use crate::units::{ControllerConfig, UnitsController};
 use std::sync::Arc;
@@ -16,6 +16,8 @@ use tokio_util::sync::CancellationToken;
 pub struct ServerConfig {
     pub etcd: EtcdConfig,
     pub fleet_prefix: String,
+    /// Which etcd API fleet's registry is read and written through.
+    pub fleet_api: FleetApi,
     pub lease_ttl: Duration,
     pub max_txn_ops: usize,
     pub controller: ControllerConfig,
@@ -67,9 +69,22 @@ impl Server {
     }
 
     /// Runs until `shutdown` is cancelled. Fails only when etcd cannot be
-    /// reached at start-up, so a misconfigured server says so and exits.
+    /// reached at start-up (or does not serve the chosen fleet API), so a
+    /// misconfigured server says so and exits.
     pub async fn run(&self, shutdown: CancellationToken) -> Result<(), EtcdError> {
         let client = self.config.etcd.connect().await?;
+        let registry = AnyRegistry::connect(
+            self.config.fleet_api,
+            client.clone(),
+            &self.config.etcd,
+            FleetKeys::new(
+                &self.config.fleet_prefix,
+                &self.config.controller.render.unit_prefix,
+            ),
+            self.config.max_txn_ops,
+        )
+        .await?;
+        tracing::info!(api = %registry.api(), prefix = %self.config.fleet_prefix, "fleet registry");
         self.state.etcd_ok.store(true, Ordering::SeqCst);
         self.state.synced.store(true, Ordering::SeqCst);
         let keys = KayleeKeys::new(&self.config.etcd.prefix);
@@ -95,7 +110,9 @@ impl Server {
             if let Some(f) = &self.on_session {
                 f(session.lease_id(), session_done.clone());
             }
-            let outcome = self.term(&client, &election, &session, &shutdown).await;
+            let outcome = self
+                .term(&client, &registry, &election, &session, &shutdown)
+                .await;
             session_done.cancel();
             if let Err(e) = session.revoke().await {
                 tracing::debug!(error = %e, "lease revoke failed; it will expire");
@@ -119,6 +136,7 @@ impl Server {
     async fn term(
         &self,
         client: &etcd_client::Client,
+        registry: &AnyRegistry,
         election: &Election,
         session: &Session,
         shutdown: &CancellationToken,
@@ -139,19 +157,10 @@ impl Server {
 
         let ended = election.monitor(&fence, session);
         let stop = CancellationToken::new();
-        let registry = V3Registry::new(
-            client.clone(),
-            self.config.etcd.clone(),
-            FleetKeys::new(
-                &self.config.fleet_prefix,
-                &self.config.controller.render.unit_prefix,
-            ),
-            self.config.max_txn_ops,
-        );
         let controller = UnitsController::new(
             client.clone(),
             self.config.etcd.clone(),
-            registry,
+            registry.clone(),
             self.config.controller.clone(),
             fence.clone(),
         );
