@@ -17,6 +17,7 @@ pub mod docker;
 pub mod etcd;
 pub mod fleet;
 pub mod kaylee;
+pub mod tls;
 pub mod v2;
 
 /// Generates, for each `async fn scenario(api: Api)` named, one test per

@@ -2,6 +2,7 @@
 //! tests read exactly the bytes fleet would read, independently of
 //! Kaylee's own v2 client.
 
+use base64::prelude::{BASE64_STANDARD, Engine};
 use serde_json::Value;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
@@ -33,15 +34,32 @@ pub fn escape(s: &str, keep: &[u8]) -> String {
     out
 }
 
-/// One request; returns the status and the body.
+/// One request with a form body (the keys API); returns the status and
+/// the body.
 pub async fn request(port: u16, method: &str, target: &str, form: Option<&str>) -> (u16, String) {
+    let body = form.map(|f| ("application/x-www-form-urlencoded", f));
+    request_as(port, None, method, target, body).await
+}
+
+/// One request as `user` (`name:password`, HTTP basic auth) with an
+/// optional `(content type, body)`.
+pub async fn request_as(
+    port: u16,
+    user: Option<&str>,
+    method: &str,
+    target: &str,
+    body: Option<(&str, &str)>,
+) -> (u16, String) {
     let call = async {
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
         let mut stream = TcpStream::connect(addr).await?;
-        let body = form.unwrap_or("");
+        let (content_type, body) = body.unwrap_or(("text/plain", ""));
+        let auth = user
+            .map(|u| format!("Authorization: Basic {}\r\n", BASE64_STANDARD.encode(u)))
+            .unwrap_or_default();
         let head = format!(
-            "{method} {target} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\
-             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n",
+            "{method} {target} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n{auth}\
+             Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
             body.len()
         );
         stream.write_all(head.as_bytes()).await?;
