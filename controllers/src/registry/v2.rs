@@ -6,11 +6,12 @@
 //! compare on the leader key that makes v3 writes safe. Instead every batch
 //! starts with a linearizable v3 read of the leader key (it must still
 //! exist with the create revision this leadership began with), repeated
-//! during long batches. What remains is a window: a leader deposed after a
-//! check (its lease expired while it was paused, say) can still land the
-//! writes it had begun, until its next check — at most one check interval
-//! of writes, each of which the new leader's next reconcile sees and
-//! corrects, since plans are level-triggered.
+//! every [`FENCE_RECHECK`] within a long batch. What remains is a window: a
+//! leader deposed just after a check (its lease expired while it was
+//! paused, say) can still land the writes it had begun — up to
+//! `FENCE_RECHECK` plus one request's deadline. Each is a whole fleet record
+//! (the object goes last) that the new leader sees through its watch and,
+//! plans being level-triggered, corrects on its next reconcile.
 
 use super::v2_source::V2Prefix;
 use super::{ApplyError, FleetOp, FleetRegistry};
