@@ -17,9 +17,14 @@ use tokio_util::sync::CancellationToken;
 
 const WAIT: Duration = Duration::from_secs(20);
 
+/// A v2 client whose first endpoint refuses connections, so every test
+/// here also goes through the move to the next endpoint.
 fn client(endpoint: &str) -> V2Client {
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port");
     V2Client::new(&EtcdConfig {
-        endpoints: vec![endpoint.to_string()],
+        endpoints: vec![format!("http://{dead}"), endpoint.to_string()],
         ..EtcdConfig::default()
     })
     .expect("v2 client")
@@ -224,4 +229,28 @@ async fn an_index_cleared_from_v2_history_relists_and_converges() {
             .await
     );
     stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_watch_polls_again_and_sees_later_changes() {
+    let etcd = Api::V2.etcd();
+    let v2 = client(&etcd.endpoint());
+    let source = V2Prefix::new(v2.clone(), jobs()).with_poll_window(Duration::from_millis(200));
+    let listing = source.list().await.expect("list");
+    let mut stream = source.watch(listing.revision).await.expect("watch");
+    // Changes elsewhere in the registry while the polls come back empty.
+    for i in 0..20 {
+        let key = format!("{FLEET}machines/m1/object");
+        v2.set(&key, &i.to_string(), None).await.expect("put");
+    }
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let key = job_key("k:a:1:2:1.service", "object");
+    v2.set(&key, "x", None).await.expect("put");
+    let next = tokio::time::timeout(WAIT, stream.next())
+        .await
+        .expect("the change arrives");
+    match next {
+        Some(Ok(events)) => assert_eq!(events.len(), 1, "{events:?}"),
+        other => panic!("{other:?}"),
+    }
 }

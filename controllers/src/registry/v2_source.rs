@@ -8,8 +8,12 @@ use std::time::Duration;
 
 /// How long one long poll may stay open. etcd itself never ends an idle
 /// poll, so without this a hung etcd (connection up, nothing answering)
-/// would hold the watch forever; re-polling also proves etcd is alive.
-pub const POLL_WINDOW: Duration = Duration::from_secs(60);
+/// would hold the watch forever. It is long because a re-poll can only
+/// start from the index the idle poll began at: if etcd's whole v2 store
+/// (fleet's agents included) saw more than 1000 changes meanwhile, that
+/// index is cleared and the informer relists — correct, but a full read.
+/// A leader notices a hung etcd sooner anyway, through its lease.
+pub const POLL_WINDOW: Duration = Duration::from_secs(300);
 
 #[derive(Clone)]
 pub struct V2Prefix {

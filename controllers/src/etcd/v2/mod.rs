@@ -157,7 +157,13 @@ impl V2Client {
                 Ok(Err(e)) => {
                     return Err(self.unreachable(what, format!("{endpoint}: {e}")));
                 }
-                Err(_) => return Err(self.timeout(what)),
+                // A member that accepts connections but does not answer
+                // (cut off from its cluster, say): this request fails within
+                // its deadline, the next one starts at another endpoint.
+                Err(_) => {
+                    self.inner.current.store((index + 1) % n, Ordering::Relaxed);
+                    return Err(self.timeout(what));
+                }
             }
         }
         Err(self.unreachable(what, reason))
