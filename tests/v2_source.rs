@@ -1,6 +1,7 @@
 //! The v2 informer source against a real etcd: only keys under its prefix,
-//! a deleted job directory empties the cache, and a watch whose index v2
-//! has already cleared from its 1000-event history relists and converges.
+//! a deleted job directory empties the cache, an idle watch polls again,
+//! and a watch whose index v2 has already cleared from its 1000-event
+//! history relists and converges.
 
 mod support;
 
