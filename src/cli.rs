@@ -4,6 +4,7 @@
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use kaylee_controllers::etcd::{DEFAULT_ENDPOINTS, EtcdConfig};
+use kaylee_controllers::registry::FleetApi;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -100,6 +101,25 @@ pub struct FleetArgs {
     /// Prefix of every fleet unit name Kaylee owns.
     #[arg(long, env = "KAYLEE_UNIT_PREFIX", default_value = "k")]
     pub unit_prefix: String,
+    /// etcd API of fleet's registry: v2 is the one real fleet reads (etcd
+    /// must run with --enable-v2=true); v3 keys are invisible to fleet.
+    #[arg(long, env = "KAYLEE_FLEET_ETCD_API", value_enum, default_value = "v2")]
+    pub fleet_etcd_api: FleetEtcdApi,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FleetEtcdApi {
+    V2,
+    V3,
+}
+
+impl FleetArgs {
+    pub fn api(&self) -> FleetApi {
+        match self.fleet_etcd_api {
+            FleetEtcdApi::V2 => FleetApi::V2,
+            FleetEtcdApi::V3 => FleetApi::V3,
+        }
+    }
 }
 
 #[derive(Args, Debug, Clone)]

@@ -1,5 +1,7 @@
 //! The units controller end to end: a real etcd, real `kaylee server`
-//! processes, and the test playing fleet's agents.
+//! processes, and the test playing fleet's agents. Every scenario runs
+//! twice, with fleet's registry through etcd's v2 API (as real fleet reads
+//! it) and through v3: `v2::<scenario>` and `v3::<scenario>`.
 
 mod support;
 
@@ -7,7 +9,7 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::time::Duration;
 use support::etcd::Etcd;
-use support::fleet::{FLEET, FleetView, Snapshot, spawn_agent, spec_hash_of};
+use support::fleet::{Api, FLEET, FleetView, Snapshot, spawn_agent, spec_hash_of};
 use support::kaylee::{Server, cli, cli_ok};
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -15,17 +17,18 @@ const WAIT: Duration = Duration::from_secs(20);
 struct Cluster {
     etcd: Etcd,
     fleet: FleetView,
+    api: Api,
 }
 
 impl Cluster {
-    async fn start() -> Cluster {
-        let etcd = Etcd::start();
-        let fleet = FleetView::connect(&etcd.endpoint()).await;
-        Cluster { etcd, fleet }
+    async fn start(api: Api) -> Cluster {
+        let etcd = api.etcd();
+        let fleet = FleetView::connect_on(&etcd.endpoint(), api).await;
+        Cluster { etcd, fleet, api }
     }
 
     fn server(&self, name: &str) -> Server {
-        let server = Server::start(&self.etcd.endpoint(), name, &[]);
+        let server = Server::start_on(&self.etcd.endpoint(), name, self.api, &[]);
         server.wait_log("leading", WAIT);
         server
     }
@@ -119,9 +122,8 @@ fn assert_exactly(snap: &Snapshot, unit: &str, records: &BTreeMap<String, String
     assert_eq!(job_keys, expected, "no other job keys");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn countly_becomes_exactly_the_rendered_fleet_units() {
-    let c = Cluster::start().await;
+async fn countly_becomes_exactly_the_rendered_fleet_units(api: Api) {
+    let c = Cluster::start(api).await;
     let _server = c.server("s1");
     let out = c.kaylee(&["run", "deploy/examples/countly.yaml"]);
     assert_eq!(out, "countly: created\n");
@@ -143,9 +145,8 @@ async fn countly_becomes_exactly_the_rendered_fleet_units() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_raw_json_put_is_picked_up() {
-    let c = Cluster::start().await;
+async fn a_raw_json_put_is_picked_up(api: Api) {
+    let c = Cluster::start(api).await;
     let _server = c.server("s1");
     let json = std::fs::read_to_string("deploy/examples/countly.json").expect("example");
     c.put("/kaylee/units/countly", json.trim()).await;
@@ -157,9 +158,8 @@ async fn a_raw_json_put_is_picked_up() {
     assert_exactly(&snap, "countly", &records);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn scaling_keeps_untouched_replicas() {
-    let c = Cluster::start().await;
+async fn scaling_keeps_untouched_replicas(api: Api) {
+    let c = Cluster::start(api).await;
     let dir = tempfile::tempdir().expect("temp dir");
     let _server = c.server("s1");
     c.kaylee(&["run", &unit_file(&dir, "c4", &countly(4, "img:1"))]);
@@ -261,9 +261,8 @@ async fn converge_running(c: &Cluster, replicas: usize) -> String {
     spec_hash_of(&name).to_string()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_image_change_rolls_one_replica_at_a_time() {
-    let c = Cluster::start().await;
+async fn an_image_change_rolls_one_replica_at_a_time(api: Api) {
+    let c = Cluster::start(api).await;
     let dir = tempfile::tempdir().expect("temp dir");
     let _agent = spawn_agent(&c.fleet, "m1", Duration::from_millis(300));
     let _server = c.server("s1");
@@ -282,9 +281,8 @@ async fn an_image_change_rolls_one_replica_at_a_time() {
     assert_ne!(status["specHash"], old);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn restart_rolls_every_replica() {
-    let c = Cluster::start().await;
+async fn restart_rolls_every_replica(api: Api) {
+    let c = Cluster::start(api).await;
     let dir = tempfile::tempdir().expect("temp dir");
     let _agent = spawn_agent(&c.fleet, "m1", Duration::from_millis(300));
     let _server = c.server("s1");
@@ -299,9 +297,8 @@ async fn restart_rolls_every_replica() {
     assert!(String::from_utf8_lossy(&missing.stderr).contains("no unit named `nope`"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rm_removes_every_fleet_unit() {
-    let c = Cluster::start().await;
+async fn rm_removes_every_fleet_unit(api: Api) {
+    let c = Cluster::start(api).await;
     let _server = c.server("s1");
     c.kaylee(&[
         "run",
@@ -333,9 +330,8 @@ async fn rm_removes_every_fleet_unit() {
     assert_eq!(missing.status.code(), Some(1));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_malformed_unit_is_reported_and_the_rest_is_served() {
-    let c = Cluster::start().await;
+async fn a_malformed_unit_is_reported_and_the_rest_is_served(api: Api) {
+    let c = Cluster::start(api).await;
     let dir = tempfile::tempdir().expect("temp dir");
     let _server = c.server("s1");
     let web = "name: web\nspec:\n  replicas: 2\n  image: nginx:1\n";
@@ -397,9 +393,8 @@ async fn a_malformed_unit_is_reported_and_the_rest_is_served() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn foreign_fleet_units_are_never_touched() {
-    let c = Cluster::start().await;
+async fn foreign_fleet_units_are_never_touched(api: Api) {
+    let c = Cluster::start(api).await;
     let foreign = [
         (
             "job/etcd.service/object",
@@ -447,9 +442,8 @@ async fn foreign_fleet_units_are_never_touched() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_etcd_restart_makes_informers_relist_and_converge() {
-    let mut c = Cluster::start().await;
+async fn an_etcd_restart_makes_informers_relist_and_converge(api: Api) {
+    let mut c = Cluster::start(api).await;
     let dir = tempfile::tempdir().expect("temp dir");
     let server = c.server("s1");
     c.kaylee(&["run", &unit_file(&dir, "a", &countly(2, "img:1"))]);
@@ -457,7 +451,7 @@ async fn an_etcd_restart_makes_informers_relist_and_converge() {
         .wait_for("2 jobs", WAIT, |s| s.jobs_of("countly").len() == 2)
         .await;
     c.etcd.restart();
-    c.fleet = FleetView::connect(&c.etcd.endpoint()).await;
+    c.fleet = FleetView::connect_on(&c.etcd.endpoint(), api).await;
     c.kaylee(&["run", &unit_file(&dir, "b", &countly(5, "img:1"))]);
     c.fleet
         .wait_for("5 jobs after the restart", Duration::from_secs(40), |s| {
@@ -467,9 +461,8 @@ async fn an_etcd_restart_makes_informers_relist_and_converge() {
     assert!(server.log().contains("relisting") || server.log().contains("leading"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_fresh_server_plans_nothing_for_a_converged_cluster() {
-    let c = Cluster::start().await;
+async fn a_fresh_server_plans_nothing_for_a_converged_cluster(api: Api) {
+    let c = Cluster::start(api).await;
     let mut first = c.server("s1");
     c.kaylee(&[
         "run",
@@ -500,3 +493,16 @@ async fn a_fresh_server_plans_nothing_for_a_converged_cluster() {
         second.log()
     );
 }
+
+for_each_api!(
+    countly_becomes_exactly_the_rendered_fleet_units,
+    a_raw_json_put_is_picked_up,
+    scaling_keeps_untouched_replicas,
+    an_image_change_rolls_one_replica_at_a_time,
+    restart_rolls_every_replica,
+    rm_removes_every_fleet_unit,
+    a_malformed_unit_is_reported_and_the_rest_is_served,
+    foreign_fleet_units_are_never_touched,
+    an_etcd_restart_makes_informers_relist_and_converge,
+    a_fresh_server_plans_nothing_for_a_converged_cluster,
+);

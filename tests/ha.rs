@@ -1,16 +1,17 @@
 //! High availability: one leader among servers, failover on SIGKILL (after
-//! the lease) and SIGTERM (at once), and fenced writes.
+//! the lease) and SIGTERM (at once), and fenced writes — each with fleet's
+//! registry through etcd's v2 API and through v3 (`v2::…`, `v3::…`).
 
 mod support;
 
 use kaylee_controllers::etcd::{EtcdConfig, Session};
 use kaylee_controllers::keys::FleetKeys;
-use kaylee_controllers::registry::{ApplyError, FleetOp, FleetRegistry, V3Registry};
+use kaylee_controllers::registry::{AnyRegistry, ApplyError, FleetOp, FleetRegistry};
 use kaylee_controllers::runtime::election::Election;
 use nix::sys::signal::Signal;
 use std::time::{Duration, Instant};
 use support::etcd::Etcd;
-use support::fleet::FleetView;
+use support::fleet::{Api, FleetView};
 use support::kaylee::{Server, cli_ok};
 use tokio_util::sync::CancellationToken;
 
@@ -34,13 +35,12 @@ fn wait_single_leader(servers: &[&Server], limit: Duration) -> usize {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn exactly_one_server_leads_and_sigkill_fails_over_after_the_lease() {
-    let etcd = Etcd::start();
-    let fleet = FleetView::connect(&etcd.endpoint()).await;
+async fn exactly_one_server_leads_and_sigkill_fails_over_after_the_lease(api: Api) {
+    let etcd = api.etcd();
+    let fleet = FleetView::connect_on(&etcd.endpoint(), api).await;
     let mut servers = [
-        Server::start(&etcd.endpoint(), "s1", &[]),
-        Server::start(&etcd.endpoint(), "s2", &[]),
+        Server::start_on(&etcd.endpoint(), "s1", api, &[]),
+        Server::start_on(&etcd.endpoint(), "s2", api, &[]),
     ];
     let leader = wait_single_leader(&[&servers[0], &servers[1]], WAIT);
     std::thread::sleep(Duration::from_millis(500));
@@ -72,15 +72,14 @@ async fn exactly_one_server_leads_and_sigkill_fails_over_after_the_lease() {
         .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_hands_over_without_waiting_for_the_lease() {
-    let etcd = Etcd::start();
-    let fleet = FleetView::connect(&etcd.endpoint()).await;
+async fn sigterm_hands_over_without_waiting_for_the_lease(api: Api) {
+    let etcd = api.etcd();
+    let fleet = FleetView::connect_on(&etcd.endpoint(), api).await;
     // A 30 s lease: a takeover within a few seconds can only be a resign.
     let long = ["--lease-ttl", "30s"];
-    let mut a = Server::start(&etcd.endpoint(), "a", &long);
+    let mut a = Server::start_on(&etcd.endpoint(), "a", api, &long);
     a.wait_log("leading", WAIT);
-    let b = Server::start(&etcd.endpoint(), "b", &long);
+    let b = Server::start_on(&etcd.endpoint(), "b", api, &long);
     std::thread::sleep(Duration::from_millis(500));
     assert!(!leads(&b));
 
@@ -106,23 +105,25 @@ fn config(etcd: &Etcd) -> EtcdConfig {
 fn create(name: &str) -> FleetOp {
     FleetOp::Create {
         name: name.to_string(),
-        text: "[Service]\nExecStart=/bin/true\n".to_string(),
+        text: format!("[Service]\nExecStart=/bin/echo {name}\n"),
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_deposed_leaders_writes_are_refused_by_the_fence() {
-    let etcd = Etcd::start();
+async fn a_deposed_leaders_writes_are_refused_by_the_fence(api: Api) {
+    let etcd = api.etcd();
     let cfg = config(&etcd);
     let client = cfg.connect().await.expect("connect");
     let election = Election::new(client.clone(), cfg.clone(), "/kaylee/leader/");
     let stop = CancellationToken::new();
-    let registry = V3Registry::new(
+    let registry = AnyRegistry::connect(
+        api.registry_api(),
         client.clone(),
-        cfg.clone(),
+        &cfg,
         FleetKeys::new("/_coreos.com/fleet/", "k"),
         128,
-    );
+    )
+    .await
+    .expect("registry");
 
     let first = Session::start(&cfg, &client, Duration::from_secs(30))
         .await
@@ -164,18 +165,33 @@ async fn a_deposed_leaders_writes_are_refused_by_the_fence() {
         Some("second")
     );
 
+    let fleet = FleetView::connect_on(&etcd.endpoint(), api).await;
+    let before = fleet.snapshot().await;
+    assert!(before.jobs.contains_key("k:a:aaaaaa:bbbbbb:1.service"));
     let refused = registry
-        .apply(&[create("k:a:aaaaaa:bbbbbb:2.service")], &fence)
+        .apply(
+            &[
+                FleetOp::Destroy {
+                    name: "k:a:aaaaaa:bbbbbb:1.service".into(),
+                },
+                create("k:a:aaaaaa:bbbbbb:2.service"),
+            ],
+            &fence,
+        )
         .await;
     assert!(matches!(refused, Err(ApplyError::Fenced)), "{refused:?}");
-    let fleet = FleetView::connect(&etcd.endpoint()).await;
-    let snap = fleet.snapshot().await;
-    assert!(
-        !snap.jobs.contains_key("k:a:aaaaaa:bbbbbb:2.service"),
-        "nothing written"
-    );
+    let after = fleet.snapshot().await;
+    assert_eq!(after.keys, before.keys, "nothing written, not even unit/");
     registry
         .apply(&[create("k:a:aaaaaa:bbbbbb:2.service")], &new_fence)
         .await
         .expect("the new leader may write");
+    let written = fleet.snapshot().await;
+    assert!(written.jobs.contains_key("k:a:aaaaaa:bbbbbb:2.service"));
 }
+
+for_each_api!(
+    exactly_one_server_leads_and_sigkill_fails_over_after_the_lease,
+    sigterm_hands_over_without_waiting_for_the_lease,
+    a_deposed_leaders_writes_are_refused_by_the_fence,
+);

@@ -4,7 +4,7 @@
 
 use crate::etcd::{EtcdConfig, EtcdError, Session};
 use crate::keys::{FleetKeys, KayleeKeys};
-use crate::registry::{ApplyError, V3Registry};
+use crate::registry::{AnyRegistry, ApplyError, FleetApi};
 use crate::runtime::election::{Election, ElectionError};
 use crate::units::{ControllerConfig, UnitsController};
 use std::sync::Arc;
@@ -16,6 +16,8 @@ use tokio_util::sync::CancellationToken;
 pub struct ServerConfig {
     pub etcd: EtcdConfig,
     pub fleet_prefix: String,
+    /// Which etcd API fleet's registry is read and written through.
+    pub fleet_api: FleetApi,
     pub lease_ttl: Duration,
     pub controller: ControllerConfig,
     /// Stored in the leader key so operators can see who leads.
@@ -65,12 +67,33 @@ impl Server {
         self.on_session = Some(f);
     }
 
+    /// etcd, and fleet's registry through the configured API (a v2
+    /// registry checks here that etcd serves v2 at all).
+    async fn connect(&self) -> Result<(etcd_client::Client, AnyRegistry), EtcdError> {
+        let client = self.config.etcd.connect().await?;
+        let keys = FleetKeys::new(
+            &self.config.fleet_prefix,
+            &self.config.controller.render.unit_prefix,
+        );
+        let registry = AnyRegistry::connect(
+            self.config.fleet_api,
+            client.clone(),
+            &self.config.etcd,
+            keys,
+            self.config.controller.max_txn_ops,
+        )
+        .await?;
+        tracing::info!(api = %registry.api(), prefix = %self.config.fleet_prefix, "fleet registry");
+        Ok((client, registry))
+    }
+
     /// Runs until `shutdown` is cancelled. Fails only when etcd cannot be
-    /// reached at start-up, so a misconfigured server says so and exits.
+    /// reached at start-up (or does not serve the chosen fleet API), so a
+    /// misconfigured server says so and exits.
     pub async fn run(&self, shutdown: CancellationToken) -> Result<(), EtcdError> {
         // A standby reports 0 from the start, not an absent series.
         self.state.set_leader(false);
-        let mut client = self.config.etcd.connect().await?;
+        let (mut client, mut registry) = self.connect().await?;
         self.state.etcd_ok.store(true, Ordering::SeqCst);
         self.state.synced.store(true, Ordering::SeqCst);
         let keys = KayleeKeys::new(&self.config.etcd.prefix);
@@ -89,10 +112,11 @@ impl Server {
                         retry = (retry * 2).min(Duration::from_secs(5));
                         // The endpoints in use may be the ones that died:
                         // probe them all again.
-                        if let Ok(c) = self.config.etcd.connect().await {
+                        if let Ok((c, r)) = self.connect().await {
                             election =
                                 Election::new(c.clone(), self.config.etcd.clone(), keys.leader());
                             client = c;
+                            registry = r;
                         }
                         continue;
                     }
@@ -103,7 +127,9 @@ impl Server {
             if let Some(f) = &self.on_session {
                 f(session.lease_id(), session_done.clone());
             }
-            let outcome = self.term(&client, &election, &session, &shutdown).await;
+            let outcome = self
+                .term(&client, &registry, &election, &session, &shutdown)
+                .await;
             session_done.cancel();
             if let Err(e) = session.revoke().await {
                 tracing::debug!(error = %e, "lease revoke failed; it will expire");
@@ -127,6 +153,7 @@ impl Server {
     async fn term(
         &self,
         client: &etcd_client::Client,
+        registry: &AnyRegistry,
         election: &Election,
         session: &Session,
         shutdown: &CancellationToken,
@@ -147,19 +174,10 @@ impl Server {
 
         let ended = election.monitor(&fence, session);
         let stop = CancellationToken::new();
-        let registry = V3Registry::new(
-            client.clone(),
-            self.config.etcd.clone(),
-            FleetKeys::new(
-                &self.config.fleet_prefix,
-                &self.config.controller.render.unit_prefix,
-            ),
-            self.config.controller.max_txn_ops,
-        );
         let controller = UnitsController::new(
             client.clone(),
             self.config.etcd.clone(),
-            registry,
+            registry.clone(),
             self.config.controller.clone(),
             fence.clone(),
         );

@@ -28,6 +28,7 @@ fn config(etcd: &EtcdArgs, args: &ServerArgs) -> Result<ServerConfig> {
     Ok(ServerConfig {
         etcd: etcd.config(),
         fleet_prefix: args.fleet.fleet_prefix.clone(),
+        fleet_api: args.fleet.api(),
         lease_ttl: args.lease_ttl,
         controller: ControllerConfig {
             render,

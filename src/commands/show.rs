@@ -6,7 +6,7 @@ use crate::cli::{EtcdArgs, FleetArgs, Output};
 use crate::table::Table;
 use kaylee_controllers::client::{UnitView, fleet_units};
 use kaylee_controllers::keys::FleetKeys;
-use kaylee_controllers::registry::{DEFAULT_MAX_TXN_OPS, V3Registry};
+use kaylee_controllers::registry::{AnyRegistry, DEFAULT_MAX_TXN_OPS};
 use serde_json::{Value, json};
 
 fn summary(v: &UnitView) -> Value {
@@ -84,12 +84,15 @@ pub async fn ls(etcd: &EtcdArgs, output: Output) -> Result {
 pub async fn status(etcd: &EtcdArgs, name: &str, fleet: &FleetArgs, output: Output) -> Result {
     let client = connect(etcd).await?;
     let view = client.get(name).await.map_err(client_error)?;
-    let registry = V3Registry::new(
+    let registry = AnyRegistry::connect(
+        fleet.api(),
         client.etcd_client().clone(),
-        etcd.config(),
+        &etcd.config(),
         FleetKeys::new(&fleet.fleet_prefix, &fleet.unit_prefix),
         DEFAULT_MAX_TXN_OPS,
-    );
+    )
+    .await
+    .map_err(Exit::runtime)?;
     let units = fleet_units(&registry, name).await.map_err(client_error)?;
     let instances = client.instances(name).await.map_err(client_error)?;
     let s = summary(&view);

@@ -1,13 +1,49 @@
 //! fleet's side of the integration tests: a consistent view of its registry
 //! as Kaylee wrote it, and a fake fleet agent that "runs" every job by
-//! writing `states/` entries the way fleet's agents do.
+//! writing `states/` entries the way fleet's agents do — through the etcd
+//! API the test runs Kaylee with ([`Api`]).
 
+use super::etcd::{Etcd, EtcdOptions};
+use super::v2;
 use etcd_client::{Client, DeleteOptions, GetOptions};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 pub const FLEET: &str = "/_coreos.com/fleet/";
+
+/// The etcd API fleet's registry is kept in (`--fleet-etcd-api`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Api {
+    V2,
+    V3,
+}
+
+impl Api {
+    pub fn flag(self) -> &'static str {
+        match self {
+            Api::V2 => "v2",
+            Api::V3 => "v3",
+        }
+    }
+
+    /// The same choice as the library names it.
+    pub fn registry_api(self) -> kaylee_controllers::registry::FleetApi {
+        match self {
+            Api::V2 => kaylee_controllers::registry::FleetApi::V2,
+            Api::V3 => kaylee_controllers::registry::FleetApi::V3,
+        }
+    }
+
+    /// A test etcd that serves this API (every one serves v3 for Kaylee's
+    /// own keys).
+    pub fn etcd(self) -> Etcd {
+        Etcd::start_with(EtcdOptions {
+            enable_v2: self == Api::V2,
+            ..EtcdOptions::default()
+        })
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Job {
@@ -54,7 +90,10 @@ pub fn spec_hash_of(fleet_name: &str) -> &str {
 
 #[derive(Clone)]
 pub struct FleetView {
+    /// For Kaylee's own (v3) keys, and fleet's when `api` is v3.
     client: Client,
+    api: Api,
+    port: u16,
 }
 
 pub fn running_state(machine: &str) -> String {
@@ -64,11 +103,47 @@ pub fn running_state(machine: &str) -> String {
 }
 
 impl FleetView {
+    /// A view of fleet's registry kept in v3 keys.
     pub async fn connect(endpoint: &str) -> FleetView {
+        FleetView::connect_on(endpoint, Api::V3).await
+    }
+
+    pub async fn connect_on(endpoint: &str, api: Api) -> FleetView {
         let client = Client::connect([endpoint], None)
             .await
             .expect("connecting to the test etcd");
-        FleetView { client }
+        FleetView {
+            client,
+            api,
+            port: v2::port_of(endpoint),
+        }
+    }
+
+    pub fn api(&self) -> Api {
+        self.api
+    }
+
+    /// Every key under the fleet prefix, with value and mod revision (v2:
+    /// modifiedIndex), read at one point in time.
+    async fn raw(&self) -> Vec<(String, String, i64)> {
+        if self.api == Api::V2 {
+            return v2::tree(self.port, FLEET).await;
+        }
+        let mut kv = self.client.kv_client();
+        let resp = kv
+            .get(FLEET, Some(GetOptions::new().with_prefix()))
+            .await
+            .expect("reading fleet's registry");
+        resp.kvs()
+            .iter()
+            .map(|item| {
+                (
+                    item.key_str().expect("utf-8 key").to_string(),
+                    String::from_utf8_lossy(item.value()).into_owned(),
+                    item.mod_revision(),
+                )
+            })
+            .collect()
     }
 
     pub fn client(&self) -> Client {
@@ -76,16 +151,9 @@ impl FleetView {
     }
 
     pub async fn snapshot(&self) -> Snapshot {
-        let mut kv = self.client.kv_client();
-        let resp = kv
-            .get(FLEET, Some(GetOptions::new().with_prefix()))
-            .await
-            .expect("reading fleet's registry");
         let mut snap = Snapshot::default();
         let mut target_states = BTreeMap::new();
-        for item in resp.kvs() {
-            let key = item.key_str().expect("utf-8 key").to_string();
-            let value = String::from_utf8_lossy(item.value()).into_owned();
+        for (key, value, revision) in self.raw().await {
             let rest = &key[FLEET.len()..];
             if let Some(job) = rest.strip_prefix("job/") {
                 if let Some(name) = job.strip_suffix("/object") {
@@ -94,7 +162,7 @@ impl FleetView {
                         Job {
                             object: value.clone(),
                             target_state: String::new(),
-                            revision: item.mod_revision(),
+                            revision,
                         },
                     );
                 } else if let Some(name) = job.strip_suffix("/target-state") {
@@ -109,7 +177,7 @@ impl FleetView {
                     .or_default()
                     .insert(machine.to_string());
             }
-            snap.keys.insert(key, (value, item.mod_revision()));
+            snap.keys.insert(key, (value, revision));
         }
         for (name, state) in target_states {
             if let Some(job) = snap.jobs.get_mut(&name) {
@@ -121,10 +189,12 @@ impl FleetView {
 
     /// Writes a key under the fleet prefix (for units Kaylee must not touch).
     pub async fn put(&self, relative: &str, value: &str) {
+        let key = format!("{FLEET}{relative}");
+        if self.api == Api::V2 {
+            return v2::put(self.port, &key, value).await;
+        }
         let mut kv = self.client.kv_client();
-        kv.put(format!("{FLEET}{relative}"), value, None)
-            .await
-            .expect("writing a fleet key");
+        kv.put(key, value, None).await.expect("writing a fleet key");
     }
 
     pub async fn set_running(&self, name: &str, machine: &str) {
@@ -133,6 +203,9 @@ impl FleetView {
     }
 
     pub async fn clear_states(&self, name: &str) {
+        if self.api == Api::V2 {
+            return v2::delete_all(self.port, &format!("{FLEET}states/{name}")).await;
+        }
         let mut kv = self.client.kv_client();
         kv.delete(
             format!("{FLEET}states/{name}/"),

@@ -1,6 +1,7 @@
 //! `kaylee` processes for integration tests: servers run as real child
 //! processes (so they can be SIGKILLed), killed by PID on drop.
 
+use super::fleet::Api;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use std::fs::File;
@@ -40,10 +41,26 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts `kaylee server` named `name` (stored in the leader key) with a
-    /// short lease and `extra` flags; without `--machine-id` among them it
-    /// runs no container registrator.
+    /// [`Server::start_on`] with fleet's registry in v3 keys, for tests
+    /// that are not about fleet's registry (a v3-only etcd suffices).
     pub fn start(etcd: &str, name: &str, extra: &[&str]) -> Server {
+        Server::start_on(etcd, name, Api::V3, extra)
+    }
+
+    /// Starts `kaylee server` named `name` (stored in the leader key) with
+    /// fleet's registry through `api`, a short lease and `extra` flags;
+    /// without `--machine-id` among them it runs no container registrator.
+    pub fn start_on(etcd: &str, name: &str, api: Api, extra: &[&str]) -> Server {
+        Server::spawn(etcd, name, Some(api), extra)
+    }
+
+    /// Like [`Server::start_on`], leaving the fleet API to the binary's
+    /// default.
+    pub fn start_default_api(etcd: &str, name: &str, extra: &[&str]) -> Server {
+        Server::spawn(etcd, name, None, extra)
+    }
+
+    fn spawn(etcd: &str, name: &str, api: Option<Api>, extra: &[&str]) -> Server {
         let dir = tempfile::Builder::new()
             .prefix("kaylee-test-server-")
             .tempdir()
@@ -52,6 +69,9 @@ impl Server {
         let out = File::create(&log).expect("server log file");
         let err = out.try_clone().expect("server log file");
         let mut args: Vec<&str> = vec!["--etcd-endpoints", etcd, "server", "--name", name];
+        if let Some(api) = api {
+            args.extend(["--fleet-etcd-api", api.flag()]);
+        }
         // Defaults for tests, unless the test sets them itself.
         // Port 0: parallel tests each get their own metrics port.
         let defaults = [
@@ -73,6 +93,7 @@ impl Server {
             .args(&args)
             .env("RUST_LOG", "info,kaylee_controllers=debug")
             .env("NO_COLOR", "1")
+            .env_remove("KAYLEE_FLEET_ETCD_API")
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)

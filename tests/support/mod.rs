@@ -21,6 +21,33 @@ pub mod etcd;
 pub mod fleet;
 pub mod kaylee;
 pub mod proxy;
+pub mod tls;
+pub mod v2;
+
+/// Generates, for each `async fn scenario(api: Api)` named, one test per
+/// fleet etcd API: `v2::scenario` and `v3::scenario`. The scenario bodies
+/// (and their assertions) are shared; only the API differs.
+#[macro_export]
+macro_rules! for_each_api {
+    ($($scenario:ident),+ $(,)?) => {
+        mod v2 {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    super::$scenario($crate::support::fleet::Api::V2).await
+                }
+            )+
+        }
+        mod v3 {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    super::$scenario($crate::support::fleet::Api::V3).await
+                }
+            )+
+        }
+    };
+}
 
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Output, Stdio};

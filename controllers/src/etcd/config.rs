@@ -53,6 +53,8 @@ pub enum EtcdError {
     Config(String),
     #[error("etcd: {}", describe(.0))]
     Client(#[from] etcd_client::Error),
+    #[error(transparent)]
+    V2(#[from] super::v2::V2Error),
 }
 
 impl EtcdError {
@@ -64,6 +66,7 @@ impl EtcdError {
                 s.code(),
                 tonic::Code::Unauthenticated | tonic::Code::PermissionDenied
             ),
+            EtcdError::V2(super::v2::V2Error::Unauthorized { .. }) => true,
             _ => false,
         }
     }

@@ -2,6 +2,7 @@
 
 mod config;
 mod session;
+pub mod v2;
 
 pub use config::{DEFAULT_ENDPOINTS, EtcdConfig, EtcdError};
 pub use session::Session;

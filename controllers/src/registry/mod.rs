@@ -3,8 +3,14 @@
 //! write (create and destroy units). The controller does not know which etcd
 //! API is behind it.
 
+mod any;
+mod v2;
+mod v2_source;
 mod v3;
 
+pub use any::{AnyRegistry, AnySource, FleetApi};
+pub use v2::V2Registry;
+pub use v2_source::{POLL_WINDOW, V2Prefix, events_of};
 pub use v3::{DEFAULT_MAX_TXN_OPS, V3Registry};
 
 use crate::etcd::EtcdError;
@@ -51,8 +57,10 @@ pub trait FleetRegistry: Send + Sync + 'static {
     /// Any narrower prefix of the registry (e.g. one unit's jobs, for the
     /// CLI), as an absolute key prefix.
     fn source(&self, prefix: String) -> Self::Source;
-    /// Writes `ops` only while `fence` holds; each op is atomic, and as many
-    /// ops as fit go in one transaction.
+    /// Writes `ops` only while `fence` holds. Through v3 each op is atomic
+    /// and as many ops as fit go in one transaction; through v2 (no
+    /// transactions) a job's object is written last, so a job is never seen
+    /// half made, and leadership is checked before the writes.
     fn apply(
         &self,
         ops: &[FleetOp],

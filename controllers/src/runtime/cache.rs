@@ -137,6 +137,17 @@ impl Cache {
         Some(name)
     }
 
+    /// Deletes every key under `prefix`; returns the units that lost keys.
+    pub(crate) fn delete_prefix(&self, prefix: &str) -> BTreeSet<String> {
+        let doomed: Vec<String> = self
+            .entries
+            .iter()
+            .filter(|e| e.key().starts_with(prefix))
+            .map(|e| e.key().clone())
+            .collect();
+        doomed.iter().filter_map(|k| self.delete(k)).collect()
+    }
+
     /// Replaces the whole content after a (re)list; returns every unit whose
     /// keys changed, so a relist enqueues exactly what it missed.
     pub(crate) fn replace(&self, items: Vec<Item>) -> BTreeSet<String> {
@@ -185,6 +196,19 @@ mod tests {
         assert_eq!(c.delete("/u/a/1"), None);
         assert_eq!(c.delete("/u/a/2"), Some("a".into()));
         assert!(c.names().is_empty());
+    }
+
+    #[test]
+    fn a_prefix_delete_removes_a_whole_directory() {
+        let c = cache();
+        c.put("/u/a/1", b"x", 1);
+        c.put("/u/a/2", b"x", 1);
+        c.put("/u/ab/1", b"x", 1);
+        let gone = c.delete_prefix("/u/a/");
+        assert_eq!(gone.into_iter().collect::<Vec<_>>(), ["a"]);
+        assert!(c.entries_of("a").is_empty());
+        assert_eq!(c.entries_of("ab").len(), 1, "only that directory");
+        assert!(c.delete_prefix("/u/a/").is_empty());
     }
 
     #[test]

@@ -7,6 +7,7 @@ use super::cache::Cache;
 use backoff::backoff::Backoff;
 use backoff::{ExponentialBackoff, ExponentialBackoffBuilder};
 use futures::{Stream, StreamExt};
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -23,6 +24,11 @@ pub enum WatchEvent {
     },
     Delete {
         key: String,
+    },
+    /// Every key starting with `prefix` is gone: etcd v2 deletes a whole
+    /// directory (fleet's `job/<name>`) in one event that names only it.
+    DeletePrefix {
+        prefix: String,
     },
 }
 
@@ -133,15 +139,16 @@ pub async fn run<S: Source>(
                 Some(Ok(events)) => {
                     backoff.reset();
                     for event in events {
-                        let changed = match &event {
+                        let changed: BTreeSet<String> = match &event {
                             WatchEvent::Put {
                                 key,
                                 value,
                                 revision,
-                            } => cache.put(key, value, *revision),
-                            WatchEvent::Delete { key } => cache.delete(key),
+                            } => cache.put(key, value, *revision).into_iter().collect(),
+                            WatchEvent::Delete { key } => cache.delete(key).into_iter().collect(),
+                            WatchEvent::DeletePrefix { prefix } => cache.delete_prefix(prefix),
                         };
-                        if let Some(unit) = changed {
+                        for unit in changed {
                             on_change(&unit);
                         }
                     }

@@ -226,7 +226,9 @@ mod tests {
         assert!(waits[0] < Duration::from_millis(400), "{waits:?}");
         assert!(waits[3] > waits[0] * 2, "{waits:?}");
         assert!(
-            waits.iter().all(|w| *w <= Duration::from_millis(8 * 1200 + 100)),
+            waits
+                .iter()
+                .all(|w| *w <= Duration::from_millis(8 * 1200 + 100)),
             "{waits:?}"
         );
         q.forget("a");

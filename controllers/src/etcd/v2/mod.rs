@@ -1,0 +1,392 @@
+//! A client for etcd's v2 keys API (`/v2/keys/…`), the only API real fleet
+//! reads and writes its registry through. Same endpoints, TLS, auth (HTTP
+//! basic, as etcd v2 auth is) and deadlines as the v3 client.
+
+mod error;
+mod tls;
+pub mod wire;
+
+use crate::etcd::EtcdConfig;
+pub use error::V2Error;
+use reqwest::{Method, RequestBuilder, Url};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+pub use wire::{Answer, Body, EtcdFailure, Node, code};
+
+/// What one long poll saw.
+#[derive(Debug)]
+pub enum Polled {
+    Event(Answer),
+    /// No event within the poll window (or etcd ended the poll): nothing
+    /// under the key changed up to `etcd_index`, the index the poll started at.
+    Nothing {
+        etcd_index: i64,
+    },
+}
+
+#[derive(Clone)]
+pub struct V2Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    endpoints: Vec<Url>,
+    /// The endpoint that answered last; requests start there.
+    current: AtomicUsize,
+    user: Option<(String, String)>,
+    request_timeout: Duration,
+    endpoints_display: String,
+}
+
+/// One request, rebuilt for each endpoint tried.
+struct Request<'a> {
+    method: Method,
+    key: &'a str,
+    query: Vec<(&'static str, String)>,
+    value: Option<&'a str>,
+}
+
+fn truncated(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let text = text.trim();
+    match text.char_indices().nth(200) {
+        Some((i, _)) => format!("{}…", &text[..i]),
+        None => text.to_string(),
+    }
+}
+
+impl V2Client {
+    pub fn new(config: &EtcdConfig) -> Result<Self, V2Error> {
+        if config.endpoints.is_empty() {
+            return Err(V2Error::Config("no etcd endpoints given".into()));
+        }
+        let endpoints = config
+            .endpoints
+            .iter()
+            .map(|e| {
+                let full = if e.contains("://") {
+                    e.clone()
+                } else {
+                    format!("http://{e}")
+                };
+                Url::parse(&full)
+                    .ok()
+                    .filter(|u| !u.cannot_be_a_base())
+                    .ok_or_else(|| V2Error::Config(format!("not an etcd endpoint URL: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let user = match &config.user {
+            Some(u) => {
+                let (name, password) = u
+                    .split_once(':')
+                    .ok_or_else(|| V2Error::Config("--etcd-user must be user:password".into()))?;
+                Some((name.to_string(), password.to_string()))
+            }
+            None => None,
+        };
+        Ok(V2Client {
+            inner: Arc::new(Inner {
+                http: tls::http_client(config)?,
+                endpoints,
+                current: AtomicUsize::new(0),
+                user,
+                request_timeout: config.request_timeout,
+                endpoints_display: config.endpoints_display(),
+            }),
+        })
+    }
+
+    fn url(endpoint: &Url, key: &str) -> Url {
+        let mut url = endpoint.clone();
+        if let Ok(mut segments) = url.path_segments_mut() {
+            segments.pop_if_empty().extend(["v2", "keys"]);
+            let mut any = false;
+            for part in key.split('/').filter(|p| !p.is_empty()) {
+                segments.push(part);
+                any = true;
+            }
+            if !any {
+                segments.push("");
+            }
+        }
+        url
+    }
+
+    fn build(&self, endpoint: &Url, req: &Request<'_>) -> RequestBuilder {
+        let mut b = self
+            .inner
+            .http
+            .request(req.method.clone(), Self::url(endpoint, req.key));
+        if !req.query.is_empty() {
+            b = b.query(&req.query);
+        }
+        if let Some(value) = req.value {
+            b = b.form(&[("value", value)]);
+        }
+        if let Some((name, password)) = &self.inner.user {
+            b = b.basic_auth(name, Some(password));
+        }
+        b
+    }
+
+    /// Sends `req`, moving on to the next endpoint when one cannot be
+    /// connected to; returns once the response headers are in.
+    async fn send(
+        &self,
+        what: &str,
+        req: &Request<'_>,
+    ) -> Result<(reqwest::Response, String), V2Error> {
+        let n = self.inner.endpoints.len();
+        let first = self.inner.current.load(Ordering::Relaxed) % n;
+        let mut reason = String::new();
+        for i in 0..n {
+            let index = (first + i) % n;
+            let endpoint = &self.inner.endpoints[index];
+            let sent =
+                tokio::time::timeout(self.inner.request_timeout, self.build(endpoint, req).send())
+                    .await;
+            match sent {
+                Ok(Ok(resp)) => {
+                    self.inner.current.store(index, Ordering::Relaxed);
+                    return Ok((resp, endpoint.as_str().trim_end_matches('/').to_string()));
+                }
+                // Nothing was sent: another endpoint may answer.
+                Ok(Err(e)) if e.is_connect() => reason = format!("{endpoint}: {e}"),
+                Ok(Err(e)) => {
+                    return Err(self.unreachable(what, format!("{endpoint}: {e}")));
+                }
+                // A member that accepts connections but does not answer
+                // (cut off from its cluster, say): this request fails within
+                // its deadline, the next one starts at another endpoint.
+                Err(_) => {
+                    self.inner.current.store((index + 1) % n, Ordering::Relaxed);
+                    return Err(self.timeout(what));
+                }
+            }
+        }
+        Err(self.unreachable(what, reason))
+    }
+
+    fn unreachable(&self, what: &str, reason: String) -> V2Error {
+        V2Error::Unreachable {
+            what: what.to_string(),
+            endpoints: self.inner.endpoints_display.clone(),
+            reason,
+        }
+    }
+
+    fn timeout(&self, what: &str) -> V2Error {
+        V2Error::Timeout {
+            what: what.to_string(),
+            timeout: self.inner.request_timeout,
+            endpoints: self.inner.endpoints_display.clone(),
+        }
+    }
+
+    /// One complete request within the request deadline.
+    async fn call(&self, what: &str, req: Request<'_>) -> Result<Answer, V2Error> {
+        let (resp, endpoint) = self.send(what, &req).await?;
+        let status = resp.status().as_u16();
+        let index = etcd_index(&resp);
+        let bytes = tokio::time::timeout(self.inner.request_timeout, resp.bytes())
+            .await
+            .map_err(|_| self.timeout(what))?
+            .map_err(|e| self.unreachable(what, format!("{endpoint}: {e}")))?;
+        match interpret(what, &endpoint, status, index, &bytes)? {
+            Some(answer) => Ok(answer),
+            None => Err(V2Error::Protocol {
+                what: what.to_string(),
+                endpoint,
+                status,
+                body: "(empty)".into(),
+            }),
+        }
+    }
+
+    /// `GET key` (`recursive`: the whole directory tree), read through the
+    /// raft log so it is never older than a write that already returned.
+    pub async fn get(&self, key: &str, recursive: bool) -> Result<Answer, V2Error> {
+        let mut query = vec![("quorum", "true".to_string())];
+        if recursive {
+            query.push(("recursive", "true".into()));
+        }
+        let what = format!("GET {key}");
+        self.call(
+            &what,
+            Request {
+                method: Method::GET,
+                key,
+                query,
+                value: None,
+            },
+        )
+        .await
+    }
+
+    /// `PUT key value`; `prev_exist: Some(false)` only creates.
+    pub async fn set(
+        &self,
+        key: &str,
+        value: &str,
+        prev_exist: Option<bool>,
+    ) -> Result<Answer, V2Error> {
+        let query = prev_exist
+            .map(|p| vec![("prevExist", p.to_string())])
+            .unwrap_or_default();
+        let what = format!("PUT {key}");
+        self.call(
+            &what,
+            Request {
+                method: Method::PUT,
+                key,
+                query,
+                value: Some(value),
+            },
+        )
+        .await
+    }
+
+    pub async fn delete(&self, key: &str, recursive: bool) -> Result<Answer, V2Error> {
+        let query = if recursive {
+            vec![("recursive", "true".to_string())]
+        } else {
+            Vec::new()
+        };
+        let what = format!("DELETE {key}");
+        self.call(
+            &what,
+            Request {
+                method: Method::DELETE,
+                key,
+                query,
+                value: None,
+            },
+        )
+        .await
+    }
+
+    /// Waits for the first change at or below `key` with index ≥
+    /// `wait_index`, for at most `window` after etcd accepted the poll.
+    pub async fn wait(
+        &self,
+        key: &str,
+        wait_index: i64,
+        window: Duration,
+    ) -> Result<Polled, V2Error> {
+        let req = Request {
+            method: Method::GET,
+            key,
+            query: vec![
+                ("wait", "true".into()),
+                ("recursive", "true".into()),
+                ("waitIndex", wait_index.to_string()),
+            ],
+            value: None,
+        };
+        let what = format!("watch {key}");
+        let (resp, endpoint) = self.send(&what, &req).await?;
+        let status = resp.status().as_u16();
+        let index = etcd_index(&resp);
+        let bytes = match tokio::time::timeout(window, resp.bytes()).await {
+            Err(_) => return Ok(Polled::Nothing { etcd_index: index }),
+            Ok(b) => b.map_err(|e| self.unreachable(&what, format!("{endpoint}: {e}")))?,
+        };
+        Ok(match interpret(&what, &endpoint, status, index, &bytes)? {
+            Some(answer) => Polled::Event(answer),
+            None => Polled::Nothing { etcd_index: index },
+        })
+    }
+
+    /// Fails with [`V2Error::Disabled`] when etcd does not serve the v2 API
+    /// (etcd 3.4/3.5 without `--enable-v2`, or 3.6+).
+    pub async fn check_enabled(&self) -> Result<(), V2Error> {
+        match self.get("/", false).await {
+            Ok(_) => Ok(()),
+            Err(V2Error::Protocol {
+                endpoint, status, ..
+            }) if status == 404 => Err(V2Error::Disabled { endpoint, status }),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+fn etcd_index(resp: &reqwest::Response) -> i64 {
+    resp.headers()
+        .get("X-Etcd-Index")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// A response as an answer, nothing (empty body), or the error it says.
+fn interpret(
+    what: &str,
+    endpoint: &str,
+    status: u16,
+    index: i64,
+    bytes: &[u8],
+) -> Result<Option<Answer>, V2Error> {
+    if status == 401 {
+        return Err(V2Error::Unauthorized {
+            what: what.to_string(),
+            body: truncated(bytes),
+        });
+    }
+    match wire::parse_body(bytes, index) {
+        Body::Answer(answer) if status < 300 => Ok(Some(answer)),
+        Body::Empty if status < 300 => Ok(None),
+        Body::Failure(failure) => Err(V2Error::Etcd {
+            what: what.to_string(),
+            failure,
+        }),
+        _ => Err(V2Error::Protocol {
+            what: what.to_string(),
+            endpoint: endpoint.to_string(),
+            status,
+            body: truncated(bytes),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_become_escaped_paths_under_v2_keys() {
+        let e = Url::parse("http://127.0.0.1:2379").expect("url");
+        assert_eq!(
+            V2Client::url(&e, "/_coreos.com/fleet/job/k:a:b:c:1.service").as_str(),
+            "http://127.0.0.1:2379/v2/keys/_coreos.com/fleet/job/k:a:b:c:1.service"
+        );
+        assert_eq!(
+            V2Client::url(&e, "/").as_str(),
+            "http://127.0.0.1:2379/v2/keys/"
+        );
+        let with_path = Url::parse("https://etcd.example:2379/").expect("url");
+        assert_eq!(
+            V2Client::url(&with_path, "/a b/c?d").as_str(),
+            "https://etcd.example:2379/v2/keys/a%20b/c%3Fd"
+        );
+    }
+
+    #[test]
+    fn a_plain_404_is_not_an_etcd_error() {
+        match interpret("GET /", "e", 404, 0, b"404 page not found\n") {
+            Err(V2Error::Protocol { status: 404, .. }) => {}
+            other => panic!("{other:?}"),
+        }
+        match interpret(
+            "GET /x",
+            "e",
+            404,
+            3,
+            br#"{"errorCode":100,"message":"Key not found","cause":"/x","index":3}"#,
+        ) {
+            Err(e) => assert_eq!(e.code(), Some(code::KEY_NOT_FOUND)),
+            other => panic!("{other:?}"),
+        }
+    }
+}

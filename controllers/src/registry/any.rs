@@ -1,0 +1,158 @@
+//! The registry chosen at start-up (`--fleet-etcd-api`), behind one type so
+//! the controller, the server and the CLI never know which API is used.
+
+use super::v2::V2Registry;
+use super::v2_source::V2Prefix;
+use super::{ApplyError, FleetOp, FleetRegistry, V3Registry};
+use crate::etcd::v2::V2Client;
+use crate::etcd::{EtcdConfig, EtcdError};
+use crate::keys::FleetKeys;
+use crate::runtime::election::Fence;
+use crate::runtime::{EtcdPrefix, EventStream, Listing, Source, SourceError};
+use etcd_client::Client;
+use std::fmt;
+use std::str::FromStr;
+
+/// Which etcd API fleet's registry is read and written through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FleetApi {
+    /// etcd's v2 keys API: the one real fleet uses.
+    #[default]
+    V2,
+    /// Flat v3 keys: invisible to fleet; for clusters whose fleet reader
+    /// speaks v3, and for tests.
+    V3,
+}
+
+impl fmt::Display for FleetApi {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FleetApi::V2 => "v2",
+            FleetApi::V3 => "v3",
+        })
+    }
+}
+
+impl FromStr for FleetApi {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "v2" => Ok(FleetApi::V2),
+            "v3" => Ok(FleetApi::V3),
+            other => Err(format!("unknown fleet etcd API `{other}` (v2 or v3)")),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub enum AnyRegistry {
+    V2(V2Registry),
+    V3(V3Registry),
+}
+
+#[derive(Clone)]
+pub enum AnySource {
+    V2(V2Prefix),
+    // etcd's client is large; sources are cloned per informer.
+    V3(Box<EtcdPrefix>),
+}
+
+impl AnyRegistry {
+    /// The registry over `api`. For v2 it first makes sure etcd serves the
+    /// v2 API, so a server without it fails at start-up with the fix
+    /// instead of waiting forever on an empty registry.
+    pub async fn connect(
+        api: FleetApi,
+        client: Client,
+        config: &EtcdConfig,
+        keys: FleetKeys,
+        max_txn_ops: usize,
+    ) -> Result<AnyRegistry, EtcdError> {
+        Ok(match api {
+            FleetApi::V3 => {
+                AnyRegistry::V3(V3Registry::new(client, config.clone(), keys, max_txn_ops))
+            }
+            FleetApi::V2 => {
+                let v2 = V2Client::new(config)?;
+                v2.check_enabled().await?;
+                AnyRegistry::V2(V2Registry::new(v2, client, config.clone(), keys))
+            }
+        })
+    }
+
+    pub fn api(&self) -> FleetApi {
+        match self {
+            AnyRegistry::V2(_) => FleetApi::V2,
+            AnyRegistry::V3(_) => FleetApi::V3,
+        }
+    }
+}
+
+impl Source for AnySource {
+    async fn list(&self) -> Result<Listing, SourceError> {
+        match self {
+            AnySource::V2(s) => s.list().await,
+            AnySource::V3(s) => s.list().await,
+        }
+    }
+
+    async fn watch(&self, revision: i64) -> Result<EventStream, SourceError> {
+        match self {
+            AnySource::V2(s) => s.watch(revision).await,
+            AnySource::V3(s) => s.watch(revision).await,
+        }
+    }
+}
+
+impl FleetRegistry for AnyRegistry {
+    type Source = AnySource;
+
+    fn keys(&self) -> &FleetKeys {
+        match self {
+            AnyRegistry::V2(r) => r.keys(),
+            AnyRegistry::V3(r) => r.keys(),
+        }
+    }
+
+    fn jobs_source(&self) -> AnySource {
+        match self {
+            AnyRegistry::V2(r) => AnySource::V2(r.jobs_source()),
+            AnyRegistry::V3(r) => AnySource::V3(Box::new(r.jobs_source())),
+        }
+    }
+
+    fn states_source(&self) -> AnySource {
+        match self {
+            AnyRegistry::V2(r) => AnySource::V2(r.states_source()),
+            AnyRegistry::V3(r) => AnySource::V3(Box::new(r.states_source())),
+        }
+    }
+
+    fn source(&self, prefix: String) -> AnySource {
+        match self {
+            AnyRegistry::V2(r) => AnySource::V2(r.source(prefix)),
+            AnyRegistry::V3(r) => AnySource::V3(Box::new(r.source(prefix))),
+        }
+    }
+
+    async fn apply(&self, ops: &[FleetOp], fence: &Fence) -> Result<(), ApplyError> {
+        match self {
+            AnyRegistry::V2(r) => r.apply(ops, fence).await,
+            AnyRegistry::V3(r) => r.apply(ops, fence).await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FleetApi;
+
+    #[test]
+    fn api_names_round_trip() {
+        for api in [FleetApi::V2, FleetApi::V3] {
+            assert_eq!(api.to_string().parse::<FleetApi>(), Ok(api));
+        }
+        assert!("v4".parse::<FleetApi>().is_err());
+        assert_eq!(FleetApi::default(), FleetApi::V2);
+    }
+}

@@ -1,0 +1,140 @@
+//! fleet's registry through etcd's v2 keys API, where real fleet reads and
+//! writes it: the same record bytes as [`super::V3Registry`], plain v2 keys
+//! and directories, and a leadership check before every batch of writes.
+//!
+//! Fencing. v2 writes cannot join a v3 transaction, so they cannot carry the
+//! compare on the leader key that makes v3 writes safe. Instead every batch
+//! starts with a linearizable v3 read of the leader key (it must still
+//! exist with the create revision this leadership began with), repeated
+//! every [`FENCE_RECHECK`] within a long batch. What remains is a window: a
+//! leader deposed just after a check (its lease expired while it was
+//! paused, say) can still land the writes it had begun — up to
+//! `FENCE_RECHECK` plus one request's deadline. Each is a whole fleet record
+//! (the object goes last) that the new leader sees through its watch and,
+//! plans being level-triggered, corrects on its next reconcile.
+
+use super::v2_source::V2Prefix;
+use super::{ApplyError, FleetOp, FleetRegistry};
+use crate::etcd::v2::{V2Client, V2Error, code};
+use crate::etcd::{EtcdConfig, EtcdError};
+use crate::fleet::records::create_records;
+use crate::keys::FleetKeys;
+use crate::runtime::election::Fence;
+use etcd_client::Client;
+use std::time::{Duration, Instant};
+
+/// How old a leadership check may get before the rest of a batch waits for
+/// a new one.
+const FENCE_RECHECK: Duration = Duration::from_millis(500);
+
+#[derive(Clone)]
+pub struct V2Registry {
+    client: V2Client,
+    /// For the leadership check, which lives in Kaylee's v3 keys.
+    v3: Client,
+    config: EtcdConfig,
+    keys: FleetKeys,
+}
+
+fn etcd(e: V2Error) -> ApplyError {
+    ApplyError::Etcd(EtcdError::V2(e))
+}
+
+impl V2Registry {
+    pub fn new(client: V2Client, v3: Client, config: EtcdConfig, keys: FleetKeys) -> Self {
+        V2Registry {
+            client,
+            v3,
+            config,
+            keys,
+        }
+    }
+
+    pub fn client(&self) -> &V2Client {
+        &self.client
+    }
+
+    /// Whether `fence` still holds, read through the raft log (the v3
+    /// default), so a deposed leader cannot read its own stale view.
+    async fn check_fence(&self, fence: &Fence) -> Result<(), ApplyError> {
+        let mut kv = self.v3.kv_client();
+        let resp = self.config.timed(kv.get(fence.key.clone(), None)).await?;
+        match resp.kvs().first() {
+            Some(k) if k.create_revision() == fence.create_revision => Ok(()),
+            _ => Err(ApplyError::Fenced),
+        }
+    }
+
+    /// Writes `target-state` before `object`: fleet (and Kaylee) only see a
+    /// job through its object, so no reader ever sees a half-made job.
+    async fn create(&self, name: &str, text: &str) -> Result<(), ApplyError> {
+        let [unit, object, target_state] = create_records(name, text);
+        // Content-addressed and shared between jobs, as fleet's client
+        // treats it: an existing one is already right.
+        match self
+            .client
+            .set(&self.keys.absolute(&unit.key), &unit.value, Some(false))
+            .await
+        {
+            Err(e) if e.code() != Some(code::NODE_EXIST) => return Err(etcd(e)),
+            _ => {}
+        }
+        for record in [target_state, object] {
+            self.client
+                .set(&self.keys.absolute(&record.key), &record.value, None)
+                .await
+                .map_err(etcd)?;
+        }
+        Ok(())
+    }
+
+    async fn destroy(&self, name: &str) -> Result<(), ApplyError> {
+        let dir = self.keys.job(name);
+        match self.client.delete(dir.trim_end_matches('/'), true).await {
+            Err(e) if e.code() != Some(code::KEY_NOT_FOUND) => Err(etcd(e)),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl FleetRegistry for V2Registry {
+    type Source = V2Prefix;
+
+    fn keys(&self) -> &FleetKeys {
+        &self.keys
+    }
+
+    fn jobs_source(&self) -> V2Prefix {
+        self.source(self.keys.jobs())
+    }
+
+    fn states_source(&self) -> V2Prefix {
+        self.source(self.keys.states())
+    }
+
+    fn source(&self, prefix: String) -> V2Prefix {
+        V2Prefix::new(self.client.clone(), prefix)
+    }
+
+    async fn apply(&self, ops: &[FleetOp], fence: &Fence) -> Result<(), ApplyError> {
+        let mut checked: Option<Instant> = None;
+        for op in ops {
+            if checked.is_none_or(|at| at.elapsed() >= FENCE_RECHECK) {
+                self.check_fence(fence).await?;
+                checked = Some(Instant::now());
+            }
+            let kind = match op {
+                FleetOp::Create { name, text } => {
+                    self.create(name, text).await?;
+                    "create"
+                }
+                FleetOp::Destroy { name } => {
+                    self.destroy(name).await?;
+                    "destroy"
+                }
+            };
+            metrics::counter!("kaylee_fleet_writes_total", "op" => kind).increment(1);
+        }
+        Ok(())
+    }
+}
