@@ -5,7 +5,7 @@
 
 use super::etcd::{Etcd, EtcdOptions};
 use super::v2;
-use etcd_client::{Client, DeleteOptions, GetOptions};
+use etcd_client::{Client, ConnectOptions, DeleteOptions, GetOptions};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -109,7 +109,16 @@ impl FleetView {
     }
 
     pub async fn connect_on(endpoint: &str, api: Api) -> FleetView {
-        let client = Client::connect([endpoint], None)
+        FleetView::connect_with(endpoint, api, None).await
+    }
+
+    /// With connect options, e.g. a user on an etcd with auth enabled.
+    pub async fn connect_with(
+        endpoint: &str,
+        api: Api,
+        options: Option<ConnectOptions>,
+    ) -> FleetView {
+        let client = Client::connect([endpoint], options)
             .await
             .expect("connecting to the test etcd");
         FleetView {

@@ -49,6 +49,8 @@ pub enum EtcdError {
     },
     #[error("cannot reach etcd: {0}")]
     Unreachable(String),
+    #[error("etcd refused the credentials: {0} (check --etcd-user / ETCDCTL_USER)")]
+    Auth(String),
     #[error("etcd settings: {0}")]
     Config(String),
     #[error("etcd: {}", describe(.0))]
@@ -62,10 +64,13 @@ impl EtcdError {
     /// missing role) rather than for being unreachable.
     pub fn is_auth(&self) -> bool {
         match self {
-            EtcdError::Client(etcd_client::Error::GRpcStatus(s)) => matches!(
-                s.code(),
-                tonic::Code::Unauthenticated | tonic::Code::PermissionDenied
-            ),
+            EtcdError::Auth(_) => true,
+            EtcdError::Client(etcd_client::Error::GRpcStatus(s)) => {
+                matches!(
+                    s.code(),
+                    tonic::Code::Unauthenticated | tonic::Code::PermissionDenied
+                ) || is_auth_message(s.message())
+            }
             EtcdError::V2(super::v2::V2Error::Unauthorized { .. }) => true,
             _ => false,
         }
@@ -152,6 +157,11 @@ impl EtcdConfig {
             match result {
                 Ok(()) => live.push(endpoint),
                 // Wrong credentials are not an outage: say so at once.
+                Err(EtcdError::Client(etcd_client::Error::GRpcStatus(s)))
+                    if is_auth_message(s.message()) =>
+                {
+                    return Err(EtcdError::Auth(s.message().to_string()));
+                }
                 Err(e) if e.is_auth() => return Err(e),
                 Err(e) => dead.push(format!("{endpoint} ({})", short_reason(&e))),
             }
@@ -197,6 +207,19 @@ impl EtcdConfig {
             }),
         }
     }
+}
+
+/// etcd answers a bad password, a missing user or a missing token with
+/// `InvalidArgument` rather than an auth status code; its messages say it.
+fn is_auth_message(message: &str) -> bool {
+    [
+        "authentication failed",
+        "user name is empty",
+        "invalid auth token",
+        "permission denied",
+    ]
+    .iter()
+    .any(|m| message.contains(m))
 }
 
 /// The innermost cause of a client error: "Connection refused (os error
