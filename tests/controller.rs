@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 use support::etcd::Etcd;
 use support::fleet::{Api, FLEET, FleetView, Snapshot, spawn_agent, spec_hash_of};
-use support::kaylee::{Server, cli, cli_ok};
+use support::kaylee::{Server, cli, cli_ok, rendered_records};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -50,6 +50,18 @@ impl Cluster {
             .map(|k| String::from_utf8_lossy(k.value()).into_owned())
     }
 
+    /// countly (4 replicas) and api (2), converged in fleet's registry.
+    async fn run_examples(&self) -> Snapshot {
+        self.kaylee(&[
+            "run",
+            "deploy/examples/countly.yaml",
+            "deploy/examples/api.yaml",
+        ]);
+        self.fleet
+            .wait_for("6 jobs", WAIT, |s| s.jobs.len() == 6)
+            .await
+    }
+
     async fn status(&self, unit: &str) -> Option<Value> {
         let text = self.get(&format!("/kaylee/status/{unit}")).await?;
         serde_json::from_str(&text).ok()
@@ -71,23 +83,6 @@ impl Cluster {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
-}
-
-/// The records `kaylee render -o json` says a file becomes, keyed by their
-/// absolute etcd key.
-fn rendered_records(etcd: &str, file: &str) -> BTreeMap<String, String> {
-    let out = cli_ok(etcd, &["render", file, "-o", "json"]);
-    let units: Value = serde_json::from_str(&out).expect("render JSON");
-    let mut records = BTreeMap::new();
-    for u in units.as_array().expect("array") {
-        for r in u["records"].as_array().expect("records") {
-            records.insert(
-                format!("{FLEET}{}", r["key"].as_str().unwrap_or_default()),
-                r["value"].as_str().unwrap_or_default().to_string(),
-            );
-        }
-    }
-    records
 }
 
 fn unit_file(dir: &tempfile::TempDir, name: &str, yaml: &str) -> String {
@@ -300,14 +295,7 @@ async fn restart_rolls_every_replica(api: Api) {
 async fn rm_removes_every_fleet_unit(api: Api) {
     let c = Cluster::start(api).await;
     let _server = c.server("s1");
-    c.kaylee(&[
-        "run",
-        "deploy/examples/countly.yaml",
-        "deploy/examples/api.yaml",
-    ]);
-    c.fleet
-        .wait_for("6 jobs", WAIT, |s| s.jobs.len() == 6)
-        .await;
+    c.run_examples().await;
     assert_eq!(c.kaylee(&["rm", "countly"]), "countly: removed\n");
     let snap = c
         .fleet
@@ -464,14 +452,7 @@ async fn an_etcd_restart_makes_informers_relist_and_converge(api: Api) {
 async fn a_fresh_server_plans_nothing_for_a_converged_cluster(api: Api) {
     let c = Cluster::start(api).await;
     let mut first = c.server("s1");
-    c.kaylee(&[
-        "run",
-        "deploy/examples/countly.yaml",
-        "deploy/examples/api.yaml",
-    ]);
-    c.fleet
-        .wait_for("6 jobs", WAIT, |s| s.jobs.len() == 6)
-        .await;
+    c.run_examples().await;
     c.wait_status("countly", "created", |s| s["created"] == 4)
         .await;
     c.wait_status("api", "created", |s| s["created"] == 2).await;

@@ -52,14 +52,8 @@ async fn tls_settings_reach_the_v2_api() {
         pki.path("client.pem"),
         pki.path("client.key"),
     );
-    let tls = [
-        "--etcd-cacert",
-        ca.as_str(),
-        "--etcd-cert",
-        cert.as_str(),
-        "--etcd-key",
-        key.as_str(),
-    ];
+    let flags = pki.client_flags();
+    let tls: Vec<&str> = flags.iter().map(String::as_str).collect();
     let server = Server::start_on(&etcd.endpoint, "s1", Api::V2, &tls);
     server.wait_log("leading", WAIT);
     let mut run = tls.to_vec();

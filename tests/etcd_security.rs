@@ -30,14 +30,8 @@ fn tls_mistakes_are_reported_clearly() {
         pki.path("client.pem"),
         pki.path("client.key"),
     );
-    let right = [
-        "--etcd-cacert",
-        &ca,
-        "--etcd-cert",
-        &cert,
-        "--etcd-key",
-        &key,
-    ];
+    let flags = pki.client_flags();
+    let right: Vec<&str> = flags.iter().map(String::as_str).collect();
     let mut ls = right.to_vec();
     ls.push("ls");
     cli_ok(&etcd.endpoint, &ls);

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 use support::etcd::Etcd;
 use support::fleet::{Api, FLEET, FleetView};
-use support::kaylee::{BIN, Server, cli_ok};
+use support::kaylee::{BIN, Server, cli_ok, rendered_records};
 use support::v2;
 use tokio_util::sync::CancellationToken;
 
@@ -111,22 +111,6 @@ async fn records_written_through_v2_equal_fleets_golden_records() {
         .expect("destroying a destroyed job is a no-op");
 }
 
-/// What `kaylee render -o json` says the file becomes, by absolute key.
-fn rendered(etcd: &str, file: &str) -> BTreeMap<String, String> {
-    let out = cli_ok(etcd, &["render", file, "-o", "json"]);
-    let units: Value = serde_json::from_str(&out).expect("render JSON");
-    let mut records = BTreeMap::new();
-    for u in units.as_array().expect("array") {
-        for r in u["records"].as_array().expect("records") {
-            records.insert(
-                format!("{FLEET}{}", r["key"].as_str().expect("key")),
-                r["value"].as_str().expect("value").to_string(),
-            );
-        }
-    }
-    records
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_default_server_leaves_exactly_fleets_records_in_v2() {
     let etcd = Api::V2.etcd();
@@ -135,7 +119,7 @@ async fn a_default_server_leaves_exactly_fleets_records_in_v2() {
     server.wait_log("leading", WAIT);
     assert!(server.log().contains("api=v2"), "{}", server.log());
     cli_ok(&endpoint, &["run", "deploy/examples/countly.yaml"]);
-    let expected = rendered(&endpoint, "deploy/examples/countly.yaml");
+    let expected = rendered_records(&endpoint, "deploy/examples/countly.yaml");
     assert_eq!(expected.len(), 12, "4 units: unit, object, target-state");
 
     let fleet = FleetView::connect_on(&endpoint, Api::V2).await;

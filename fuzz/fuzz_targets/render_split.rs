@@ -1,13 +1,9 @@
 //! Fuzz target `render_split`: see controllers/tests/support/fuzz_checks.rs.
 #![no_main]
 
-#[allow(dead_code)]
-#[path = "../../controllers/tests/support/fuzz_checks.rs"]
-mod fuzz_checks;
-#[allow(dead_code)]
-#[path = "../../controllers/tests/support/systemd.rs"]
-mod systemd;
+#[path = "common.rs"]
+mod common;
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    let _ = fuzz_checks::render_split(data);
+    let _ = common::fuzz_checks::render_split(data);
 });

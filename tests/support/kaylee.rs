@@ -162,3 +162,20 @@ impl Drop for Server {
         }
     }
 }
+
+/// The records `kaylee render -o json` says `file` becomes, keyed by their
+/// absolute etcd key under fleet's default prefix.
+pub fn rendered_records(etcd: &str, file: &str) -> std::collections::BTreeMap<String, String> {
+    let out = cli_ok(etcd, &["render", file, "-o", "json"]);
+    let units: serde_json::Value = serde_json::from_str(&out).expect("render JSON");
+    let mut records = std::collections::BTreeMap::new();
+    for u in units.as_array().expect("array") {
+        for r in u["records"].as_array().expect("records") {
+            records.insert(
+                format!("{}{}", super::fleet::FLEET, r["key"].as_str().expect("key")),
+                r["value"].as_str().expect("value").to_string(),
+            );
+        }
+    }
+    records
+}

@@ -66,6 +66,19 @@ impl Pki {
     pub fn path(&self, file: &str) -> String {
         self.dir.path().join(file).display().to_string()
     }
+
+    /// `--etcd-cacert … --etcd-cert … --etcd-key …` for the client
+    /// certificate.
+    pub fn client_flags(&self) -> Vec<String> {
+        [
+            ("--etcd-cacert", "ca.pem"),
+            ("--etcd-cert", "client.pem"),
+            ("--etcd-key", "client.key"),
+        ]
+        .into_iter()
+        .flat_map(|(flag, file)| [flag.to_string(), self.path(file)])
+        .collect()
+    }
 }
 
 fn free_port() -> u16 {
