@@ -1,0 +1,96 @@
+//! The README stays true: every flag of every command is documented, every
+//! unit field is in the reference, and CI runs the test command it shows.
+
+use std::process::Command;
+
+const README: &str = include_str!("../README.md");
+const COMMANDS: &[&str] = &[
+    "validate",
+    "render",
+    "server",
+    "run",
+    "ls",
+    "restart",
+    "rm",
+    "status",
+    "completions",
+];
+
+fn flags_of(command: &str) -> Vec<String> {
+    let out = Command::new(env!("CARGO_BIN_EXE_kaylee"))
+        .args([command, "--help"])
+        .output()
+        .expect("kaylee runs");
+    let help = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut flags: Vec<String> = help
+        .split(|c: char| c.is_whitespace() || c == ',' || c == '[')
+        .filter(|w| w.starts_with("--") && w.len() > 2)
+        .map(|w| {
+            w.trim_end_matches(|c: char| !c.is_ascii_alphanumeric())
+                .to_string()
+        })
+        .filter(|w| {
+            w.chars()
+                .skip(2)
+                .all(|c| c.is_ascii_lowercase() || c == '-')
+        })
+        .collect();
+    flags.sort();
+    flags.dedup();
+    flags
+}
+
+#[test]
+fn every_flag_of_every_command_is_in_the_readme() {
+    for command in COMMANDS {
+        let flags = flags_of(command);
+        assert!(
+            flags.contains(&"--help".to_string()),
+            "{command}: {flags:?}"
+        );
+        for flag in flags {
+            assert!(
+                README.contains(&flag),
+                "README does not mention {flag} of `kaylee {command}`"
+            );
+        }
+    }
+}
+
+#[test]
+fn every_unit_field_is_in_the_reference() {
+    for field in [
+        "`name`",
+        "`spec.replicas`",
+        "`spec.maxReplicasPerHost`",
+        "`spec.image`",
+        "`spec.cmd`",
+        "`spec.envFiles`",
+        "`spec.env`",
+        "`spec.volumes`",
+        "`spec.machine`",
+        "`spec.machineId`",
+        "`spec.dockerArgs`",
+        "`spec.global`",
+        "`spec.conflicts`",
+        "`spec.startupDelay`",
+    ] {
+        assert!(
+            README.contains(&format!("| {field} |")),
+            "unit reference lacks {field}"
+        );
+    }
+}
+
+#[test]
+fn ci_runs_the_test_command_the_readme_shows() {
+    let ci =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/.ci/run")).expect(".ci/run");
+    assert!(ci.contains("deploy/test.sh"), "{ci}");
+    assert!(README.contains("deploy/test.sh"));
+    assert!(README.contains("deploy/quickstart.sh"));
+    for script in ["deploy/test.sh", "deploy/quickstart.sh"] {
+        let path = format!("{}/{script}", env!("CARGO_MANIFEST_DIR"));
+        assert!(std::path::Path::new(&path).exists(), "{script}");
+    }
+}
