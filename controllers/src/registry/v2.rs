@@ -3,15 +3,15 @@
 //! and directories, and a leadership check before every batch of writes.
 //!
 //! Fencing. v2 writes cannot join a v3 transaction, so they cannot carry the
-//! compare on the leader key that makes v3 writes safe. Instead every batch
-//! starts with a linearizable v3 read of the leader key (it must still
-//! exist with the create revision this leadership began with), repeated
-//! every [`FENCE_RECHECK`] within a long batch. What remains is a window: a
-//! leader deposed just after a check (its lease expired while it was
-//! paused, say) can still land the writes it had begun — up to
-//! `FENCE_RECHECK` plus one request's deadline. Each is a whole fleet record
-//! (the object goes last) that the new leader sees through its watch and,
-//! plans being level-triggered, corrects on its next reconcile.
+//! compare on the leader key that makes v3 writes safe. Instead every group
+//! of [`PARALLEL_WRITES`] ops starts with a linearizable v3 read of the
+//! leader key (it must still exist with the create revision this leadership
+//! began with). What remains is a window: a leader deposed just after a
+//! check (its lease expired while it was paused, say) can still land the
+//! group it had begun — at most one request's deadline. Each write is a
+//! whole fleet record (the object goes last) that the new leader sees
+//! through its watch and, plans being level-triggered, corrects on its next
+//! reconcile.
 
 use super::v2_source::V2Prefix;
 use super::{ApplyError, FleetOp, FleetRegistry};
@@ -21,11 +21,11 @@ use crate::fleet::records::create_records;
 use crate::keys::FleetKeys;
 use crate::runtime::election::Fence;
 use etcd_client::Client;
-use std::time::{Duration, Instant};
 
-/// How old a leadership check may get before the rest of a batch waits for
-/// a new one.
-const FENCE_RECHECK: Duration = Duration::from_millis(500);
+/// v2 has no transactions: a create is three requests. Independent ops
+/// (different jobs) go out this many at a time, each group after its own
+/// leadership check.
+const PARALLEL_WRITES: usize = 16;
 
 #[derive(Clone)]
 pub struct V2Registry {
@@ -88,6 +88,21 @@ impl V2Registry {
         Ok(())
     }
 
+    async fn write(&self, op: &FleetOp) -> Result<(), ApplyError> {
+        let kind = match op {
+            FleetOp::Create { name, text } => {
+                self.create(name, text).await?;
+                "create"
+            }
+            FleetOp::Destroy { name } => {
+                self.destroy(name).await?;
+                "destroy"
+            }
+        };
+        metrics::counter!("kaylee_fleet_writes_total", "op" => kind).increment(1);
+        Ok(())
+    }
+
     async fn destroy(&self, name: &str) -> Result<(), ApplyError> {
         let dir = self.keys.job(name);
         match self.client.delete(dir.trim_end_matches('/'), true).await {
@@ -117,23 +132,14 @@ impl FleetRegistry for V2Registry {
     }
 
     async fn apply(&self, ops: &[FleetOp], fence: &Fence) -> Result<(), ApplyError> {
-        let mut checked: Option<Instant> = None;
-        for op in ops {
-            if checked.is_none_or(|at| at.elapsed() >= FENCE_RECHECK) {
-                self.check_fence(fence).await?;
-                checked = Some(Instant::now());
+        // Ops of one batch name different jobs (a plan never destroys and
+        // creates one name at once), so within a group order does not matter.
+        for group in ops.chunks(PARALLEL_WRITES) {
+            self.check_fence(fence).await?;
+            let writes = group.iter().map(|op| self.write(op));
+            for result in futures::future::join_all(writes).await {
+                result?;
             }
-            let kind = match op {
-                FleetOp::Create { name, text } => {
-                    self.create(name, text).await?;
-                    "create"
-                }
-                FleetOp::Destroy { name } => {
-                    self.destroy(name).await?;
-                    "destroy"
-                }
-            };
-            metrics::counter!("kaylee_fleet_writes_total", "op" => kind).increment(1);
         }
         Ok(())
     }
