@@ -143,7 +143,13 @@ async fn drive(
     rng.shuffle(&mut events);
     let mut outages = Vec::new();
     for (n, event) in events.into_iter().enumerate() {
-        tokio::time::sleep(rng.millis(300, 2500)).await;
+        let dwell = rng.millis(300, 2500);
+        if let Event::Kill | Event::Pause = event {
+            // Let the new leader lead for a while first, so most blows land
+            // mid-term (mid-rollout), not at the moment of takeover.
+            cluster.wait_live_leader(LEADER_LIMIT).await;
+        }
+        tokio::time::sleep(dwell).await;
         if let Event::EtcdRestart = event {
             let down = rng.millis(200, 1500);
             report.note(&format!("restarting etcd ({} ms down)", down.as_millis()));
