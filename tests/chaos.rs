@@ -188,7 +188,7 @@ async fn drive(
             }
             _ => {
                 report.note(&format!("SIGTERM leader {leader}"));
-                cluster.sigterm(&leader, report).await;
+                outages.push(cluster.sigterm(&leader, report).await);
             }
         }
     }

@@ -136,8 +136,9 @@ impl Cluster {
     }
 
     /// SIGTERM: the leader resigns and exits; a server that does not exit
-    /// is a violation (and is killed).
-    pub async fn sigterm(&mut self, name: &str, report: &Report) {
+    /// is a violation (and is killed). A write it had in flight as it
+    /// exited may land without its log line, as with SIGKILL.
+    pub async fn sigterm(&mut self, name: &str, report: &Report) -> Outage {
         let mut server = self.take(name);
         server.signal(Signal::SIGTERM);
         let exited = tokio::task::block_in_place(|| server.try_wait_exit(Duration::from_secs(15)));
@@ -150,6 +151,12 @@ impl Cluster {
         bump(&report.counters.sigterm);
         self.bury(server);
         self.spawn();
+        Outage {
+            server: name.to_string(),
+            from: self.revision().await,
+            to: i64::MAX,
+            how: "exited on SIGTERM",
+        }
     }
 
     /// SIGSTOP for `hold` (longer than the lease), then SIGCONT: the frozen

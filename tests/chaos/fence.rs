@@ -20,7 +20,8 @@ pub const LEADER_DIR: &str = "/kaylee/leader/";
 pub const DONE_KEY: &str = "/chaos/done";
 
 /// A server that could not write between revisions `from` and `to`
-/// (exclusive): killed (`to` = `i64::MAX`) or frozen with SIGSTOP.
+/// (exclusive): gone (`to` = `i64::MAX`: killed, or exited on SIGTERM) or
+/// frozen with SIGSTOP.
 #[derive(Debug, Clone)]
 pub struct Outage {
     pub server: String,
@@ -121,8 +122,8 @@ async fn leader_at(client: &Client, r: i64) -> Option<Option<String>> {
 
 /// Judges every write seen: a leader key existed at its revision, the
 /// server that logged the write held it, and it was not dead or frozen.
-/// A write no server logged must be the leader's, killed before it could
-/// log it.
+/// A write no server logged must be the leader's, gone (killed, or
+/// exiting) before it could log it.
 pub fn check(
     writes: &[Write],
     commits: &BTreeMap<i64, String>,

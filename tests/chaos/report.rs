@@ -40,8 +40,8 @@ pub struct Counters {
     /// Fleet writes (distinct revisions) whose leader was checked.
     pub fence_checked: AtomicU64,
     pub skipped_revisions: AtomicU64,
-    /// Fleet writes no server logged, made by a leader SIGKILLed before it
-    /// could.
+    /// Fleet writes no server logged, made by a leader that was gone
+    /// (killed, or exiting) before it could.
     pub unlogged_writes: AtomicU64,
     /// Longest time from a spec change to fleet holding exactly its units.
     pub max_convergence_ms: AtomicU64,
