@@ -8,8 +8,9 @@ mod support;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::time::Duration;
+use support::agent::spawn_agent;
 use support::etcd::Etcd;
-use support::fleet::{Api, FLEET, FleetView, Snapshot, spawn_agent, spec_hash_of};
+use support::fleet::{Api, FLEET, FleetView, Snapshot, spec_hash_of};
 use support::kaylee::{Server, cli, cli_ok, rendered_records};
 
 const WAIT: Duration = Duration::from_secs(20);

@@ -7,10 +7,21 @@ use super::etcd::{Etcd, EtcdOptions};
 use super::v2;
 use etcd_client::{Client, ConnectOptions, DeleteOptions, GetOptions};
 use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
 use std::time::{Duration, Instant};
-use tokio_util::sync::CancellationToken;
 
 pub const FLEET: &str = "/_coreos.com/fleet/";
+
+/// How long a fallible (`try_…`) request waits for etcd before it counts as
+/// not answering.
+const TRY_TIMEOUT: Duration = Duration::from_secs(3);
+/// Pairs of v2 reads tried before giving up on a consistent one.
+const CONSISTENT_ATTEMPTS: usize = 5;
+
+/// `Some` when `call` succeeded within [`TRY_TIMEOUT`].
+async fn within<T, E>(call: impl Future<Output = Result<T, E>>) -> Option<T> {
+    tokio::time::timeout(TRY_TIMEOUT, call).await.ok()?.ok()
+}
 
 /// The etcd API fleet's registry is kept in (`--fleet-etcd-api`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +75,45 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// Sorts keys under the fleet prefix (value, mod revision) into jobs,
+    /// target states and running states.
+    pub fn from_raw(raw: Vec<(String, String, i64)>) -> Snapshot {
+        let mut snap = Snapshot::default();
+        let mut target_states = BTreeMap::new();
+        for (key, value, revision) in raw {
+            let rest = &key[FLEET.len()..];
+            if let Some(job) = rest.strip_prefix("job/") {
+                if let Some(name) = job.strip_suffix("/object") {
+                    snap.jobs.insert(
+                        name.to_string(),
+                        Job {
+                            object: value.clone(),
+                            target_state: String::new(),
+                            revision,
+                        },
+                    );
+                } else if let Some(name) = job.strip_suffix("/target-state") {
+                    target_states.insert(name.to_string(), value.clone());
+                }
+            } else if let Some(state) = rest.strip_prefix("states/")
+                && let Some((name, machine)) = state.split_once('/')
+                && value.contains(r#""subState":"running""#)
+            {
+                snap.running
+                    .entry(name.to_string())
+                    .or_default()
+                    .insert(machine.to_string());
+            }
+            snap.keys.insert(key, (value, revision));
+        }
+        for (name, state) in target_states {
+            if let Some(job) = snap.jobs.get_mut(&name) {
+                job.target_state = state;
+            }
+        }
+        snap
+    }
+
     /// Jobs of one Kaylee unit (names `k:<unit>:…`).
     pub fn jobs_of(&self, unit: &str) -> BTreeMap<String, Job> {
         let prefix = format!("k:{unit}:");
@@ -160,40 +210,68 @@ impl FleetView {
     }
 
     pub async fn snapshot(&self) -> Snapshot {
-        let mut snap = Snapshot::default();
-        let mut target_states = BTreeMap::new();
-        for (key, value, revision) in self.raw().await {
-            let rest = &key[FLEET.len()..];
-            if let Some(job) = rest.strip_prefix("job/") {
-                if let Some(name) = job.strip_suffix("/object") {
-                    snap.jobs.insert(
-                        name.to_string(),
-                        Job {
-                            object: value.clone(),
-                            target_state: String::new(),
-                            revision,
-                        },
-                    );
-                } else if let Some(name) = job.strip_suffix("/target-state") {
-                    target_states.insert(name.to_string(), value.clone());
+        Snapshot::from_raw(self.raw().await)
+    }
+
+    /// `job/` and `states/` only (not `unit/`: unit texts pile up over a
+    /// long run), read at one revision — through v2, two reads between
+    /// which the store's index did not move — so running counts and jobs
+    /// agree. `None` when etcd does not answer (or, through v2, keeps
+    /// changing under every attempt).
+    pub async fn try_live(&self) -> Option<Snapshot> {
+        self.try_jobs_and_states(true).await
+    }
+
+    /// Like [`FleetView::try_live`]; with `consistent` false, v2's two
+    /// reads may straddle a write (enough for an agent, not for a check).
+    pub async fn try_jobs_and_states(&self, consistent: bool) -> Option<Snapshot> {
+        let (jobs, states) = (format!("{FLEET}job/"), format!("{FLEET}states/"));
+        if self.api == Api::V2 {
+            for _ in 0..CONSISTENT_ATTEMPTS {
+                let (mut raw, at) = v2::try_tree(self.port, &jobs).await.ok()?;
+                let (more, again) = v2::try_tree(self.port, &states).await.ok()?;
+                raw.extend(more);
+                if at == again || !consistent {
+                    return Some(Snapshot::from_raw(raw));
                 }
-            } else if let Some(state) = rest.strip_prefix("states/")
-                && let Some((name, machine)) = state.split_once('/')
-                && value.contains(r#""subState":"running""#)
-            {
-                snap.running
-                    .entry(name.to_string())
-                    .or_default()
-                    .insert(machine.to_string());
             }
-            snap.keys.insert(key, (value, revision));
+            return None;
         }
-        for (name, state) in target_states {
-            if let Some(job) = snap.jobs.get_mut(&name) {
-                job.target_state = state;
-            }
+        let mut kv = self.client.kv_client();
+        let first = within(kv.get(jobs, Some(GetOptions::new().with_prefix()))).await?;
+        let revision = first.header()?.revision();
+        let at = GetOptions::new().with_prefix().with_revision(revision);
+        let second = within(kv.get(states, Some(at))).await?;
+        let raw = first
+            .kvs()
+            .iter()
+            .chain(second.kvs())
+            .filter_map(|item| {
+                Some((
+                    item.key_str().ok()?.to_string(),
+                    String::from_utf8_lossy(item.value()).into_owned(),
+                    item.mod_revision(),
+                ))
+            })
+            .collect();
+        Some(Snapshot::from_raw(raw))
+    }
+
+    /// One key under the fleet prefix: `Some(None)` when it does not exist,
+    /// `None` when etcd does not answer.
+    pub async fn try_get(&self, relative: &str) -> Option<Option<String>> {
+        let key = format!("{FLEET}{relative}");
+        if self.api == Api::V2 {
+            let (mut keys, _) = v2::try_tree(self.port, &key).await.ok()?;
+            return Some(keys.pop().filter(|(k, _, _)| *k == key).map(|(_, v, _)| v));
         }
-        snap
+        let mut kv = self.client.kv_client();
+        let resp = within(kv.get(key, None)).await?;
+        Some(
+            resp.kvs()
+                .first()
+                .map(|k| String::from_utf8_lossy(k.value()).into_owned()),
+        )
     }
 
     /// Writes a key under the fleet prefix (for units Kaylee must not touch).
@@ -206,9 +284,24 @@ impl FleetView {
         kv.put(key, value, None).await.expect("writing a fleet key");
     }
 
+    /// Like [`FleetView::put`]; false when etcd does not answer.
+    pub async fn try_put(&self, relative: &str, value: &str) -> bool {
+        let key = format!("{FLEET}{relative}");
+        if self.api == Api::V2 {
+            return v2::try_put(self.port, &key, value).await.is_ok();
+        }
+        let mut kv = self.client.kv_client();
+        within(kv.put(key, value, None)).await.is_some()
+    }
+
     pub async fn set_running(&self, name: &str, machine: &str) {
         self.put(&format!("states/{name}/{machine}"), &running_state(machine))
             .await;
+    }
+
+    pub async fn try_set_running(&self, name: &str, machine: &str) -> bool {
+        self.try_put(&format!("states/{name}/{machine}"), &running_state(machine))
+            .await
     }
 
     pub async fn clear_states(&self, name: &str) {
@@ -222,6 +315,21 @@ impl FleetView {
         )
         .await
         .expect("deleting states");
+    }
+
+    /// Deletes every machine's state of `name`; false when etcd does not
+    /// answer.
+    pub async fn try_clear_states(&self, name: &str) -> bool {
+        if self.api == Api::V2 {
+            return v2::try_delete_all(self.port, &format!("{FLEET}states/{name}"))
+                .await
+                .is_ok();
+        }
+        let mut kv = self.client.kv_client();
+        let all = Some(DeleteOptions::new().with_prefix());
+        within(kv.delete(format!("{FLEET}states/{name}/"), all))
+            .await
+            .is_some()
     }
 
     /// Polls until `done` holds on a snapshot; panics with the last one.
@@ -245,46 +353,4 @@ impl FleetView {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
-}
-
-/// A fake fleet agent on machine `machine`: every job that exists is
-/// reported running `delay` after it was first seen; the state of a job that
-/// is gone is removed. Stops when the guard drops.
-pub struct Agent {
-    stop: CancellationToken,
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        self.stop.cancel();
-    }
-}
-
-pub fn spawn_agent(view: &FleetView, machine: &str, delay: Duration) -> Agent {
-    let stop = CancellationToken::new();
-    let token = stop.clone();
-    let view = view.clone();
-    let machine = machine.to_string();
-    tokio::spawn(async move {
-        let mut first_seen: BTreeMap<String, Instant> = BTreeMap::new();
-        while !token.is_cancelled() {
-            let snap = view.snapshot().await;
-            let now = Instant::now();
-            for name in snap.jobs.keys() {
-                let seen = *first_seen.entry(name.clone()).or_insert(now);
-                let running = snap.running.get(name).is_some_and(|m| m.contains(&machine));
-                if !running && now.duration_since(seen) >= delay {
-                    view.set_running(name, &machine).await;
-                }
-            }
-            for name in snap.running.keys() {
-                if !snap.jobs.contains_key(name) {
-                    view.clear_states(name).await;
-                }
-            }
-            first_seen.retain(|n, _| snap.jobs.contains_key(n));
-            tokio::time::sleep(Duration::from_millis(40)).await;
-        }
-    });
-    Agent { stop }
 }

@@ -122,15 +122,32 @@ impl Server {
 
     /// Waits for the process to exit after a signal; panics after `limit`.
     pub fn wait_exit(&mut self, limit: Duration) {
-        let mut child = self.child.take().expect("server is running");
-        if super::wait_timeout(&mut child, limit).is_none() {
-            let _ = child.kill();
-            let _ = child.wait();
+        if !self.try_wait_exit(limit) {
             panic!(
                 "server {} did not exit within {limit:?}:\n{}",
                 self.name,
                 self.log()
             );
+        }
+    }
+
+    /// Like [`Server::wait_exit`], but a server still running after `limit`
+    /// is killed and reported with `false` instead of a panic.
+    pub fn try_wait_exit(&mut self, limit: Duration) -> bool {
+        let mut child = self.child.take().expect("server is running");
+        if super::wait_timeout(&mut child, limit).is_none() {
+            let _ = child.kill();
+            let _ = child.wait();
+            return false;
+        }
+        true
+    }
+
+    /// Whether the process has exited (or was already waited for).
+    pub fn exited(&mut self) -> bool {
+        match self.child.as_mut() {
+            None => true,
+            Some(child) => !matches!(child.try_wait(), Ok(None)),
         }
     }
 

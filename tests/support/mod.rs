@@ -16,6 +16,7 @@
 #![allow(dead_code)]
 #![allow(unused_macros)]
 
+pub mod agent;
 pub mod docker;
 pub mod etcd;
 pub mod fleet;

@@ -50,6 +50,41 @@ pub async fn request_as(
     target: &str,
     body: Option<(&str, &str)>,
 ) -> (u16, String) {
+    match exchange(port, user, method, target, body).await {
+        Ok(answer) => (answer.status, answer.body),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// What the keys API answered.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: u16,
+    pub body: String,
+    /// `X-Etcd-Index`: the store's index when it answered, so two reads that
+    /// carry the same one saw the same state.
+    pub index: Option<i64>,
+}
+
+/// Like [`request`], but an etcd that does not answer (stopped, restarting)
+/// is an `Err` naming the request, not a panic.
+pub async fn try_request(
+    port: u16,
+    method: &str,
+    target: &str,
+    form: Option<&str>,
+) -> Result<Answer, String> {
+    let body = form.map(|f| ("application/x-www-form-urlencoded", f));
+    exchange(port, None, method, target, body).await
+}
+
+async fn exchange(
+    port: u16,
+    user: Option<&str>,
+    method: &str,
+    target: &str,
+    body: Option<(&str, &str)>,
+) -> Result<Answer, String> {
     let call = async {
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
         let mut stream = TcpStream::connect(addr).await?;
@@ -70,18 +105,28 @@ pub async fn request_as(
     };
     let response = tokio::time::timeout(TIMEOUT, call)
         .await
-        .unwrap_or_else(|_| panic!("{method} {target}: no answer within {TIMEOUT:?}"))
-        .unwrap_or_else(|e| panic!("{method} {target}: {e}"));
+        .map_err(|_| format!("{method} {target}: no answer within {TIMEOUT:?}"))?
+        .map_err(|e| format!("{method} {target}: {e}"))?;
     let text = String::from_utf8_lossy(&response);
     let (head, body) = text
         .split_once("\r\n\r\n")
-        .unwrap_or_else(|| panic!("{method} {target}: no header end in {text:?}"));
+        .ok_or_else(|| format!("{method} {target}: no header end in {text:?}"))?;
     let status = head
         .split_whitespace()
         .nth(1)
         .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("{method} {target}: no status in {head:?}"));
-    (status, body.to_string())
+        .ok_or_else(|| format!("{method} {target}: no status in {head:?}"))?;
+    let index = head.lines().find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        name.eq_ignore_ascii_case("X-Etcd-Index")
+            .then(|| value.trim().parse().ok())
+            .flatten()
+    });
+    Ok(Answer {
+        status,
+        body: body.to_string(),
+        index,
+    })
 }
 
 fn path(key: &str) -> String {
@@ -91,14 +136,28 @@ fn path(key: &str) -> String {
 /// Every key (not directory) at or below `key`, with its value and
 /// modifiedIndex; empty when `key` does not exist.
 pub async fn tree(port: u16, key: &str) -> Vec<(String, String, i64)> {
-    let (status, body) = request(port, "GET", &format!("{}?recursive=true", path(key)), None).await;
-    if status == 404 {
-        return Vec::new();
+    match try_tree(port, key).await {
+        Ok((keys, _)) => keys,
+        Err(e) => panic!("{e}"),
     }
-    assert_eq!(status, 200, "GET {key}: {body}");
-    let answer: Value = serde_json::from_str(&body).expect("etcd v2 JSON");
+}
+
+/// Like [`tree`], with the store's index it was read at; `Err` when etcd
+/// does not answer as expected.
+pub async fn try_tree(port: u16, key: &str) -> Result<(Vec<(String, String, i64)>, i64), String> {
+    let target = format!("{}?recursive=true", path(key));
+    let answer = try_request(port, "GET", &target, None).await?;
+    let index = answer.index.unwrap_or(0);
+    if answer.status == 404 {
+        return Ok((Vec::new(), index));
+    }
+    if answer.status != 200 {
+        return Err(format!("GET {key}: {} {}", answer.status, answer.body));
+    }
+    let parsed: Value =
+        serde_json::from_str(&answer.body).map_err(|e| format!("GET {key}: {e}"))?;
     let mut out = Vec::new();
-    let mut stack = vec![answer["node"].clone()];
+    let mut stack = vec![parsed["node"].clone()];
     while let Some(node) = stack.pop() {
         if node["dir"].as_bool().unwrap_or(false) {
             stack.extend(node["nodes"].as_array().cloned().unwrap_or_default());
@@ -111,7 +170,7 @@ pub async fn tree(port: u16, key: &str) -> Vec<(String, String, i64)> {
         }
     }
     out.sort();
-    out
+    Ok((out, index))
 }
 
 /// The value of one key, if it exists.
@@ -126,17 +185,32 @@ pub async fn get(port: u16, key: &str) -> Option<String> {
 }
 
 pub async fn put(port: u16, key: &str, value: &str) {
+    if let Err(e) = try_put(port, key, value).await {
+        panic!("{e}");
+    }
+}
+
+pub async fn try_put(port: u16, key: &str, value: &str) -> Result<(), String> {
     let form = format!("value={}", escape(value, b""));
-    let (status, body) = request(port, "PUT", &path(key), Some(&form)).await;
-    assert!(status == 200 || status == 201, "PUT {key}: {status} {body}");
+    let answer = try_request(port, "PUT", &path(key), Some(&form)).await?;
+    match answer.status {
+        200 | 201 => Ok(()),
+        status => Err(format!("PUT {key}: {status} {}", answer.body)),
+    }
 }
 
 /// Deletes a key or a whole directory; a missing one is fine.
 pub async fn delete_all(port: u16, key: &str) {
+    if let Err(e) = try_delete_all(port, key).await {
+        panic!("{e}");
+    }
+}
+
+pub async fn try_delete_all(port: u16, key: &str) -> Result<(), String> {
     let target = format!("{}?recursive=true", path(key));
-    let (status, body) = request(port, "DELETE", &target, None).await;
-    assert!(
-        status == 200 || status == 404,
-        "DELETE {key}: {status} {body}"
-    );
+    let answer = try_request(port, "DELETE", &target, None).await?;
+    match answer.status {
+        200 | 404 => Ok(()),
+        status => Err(format!("DELETE {key}: {status} {}", answer.body)),
+    }
 }

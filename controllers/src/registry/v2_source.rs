@@ -110,7 +110,7 @@ impl Source for V2Prefix {
             }
             Err(e) => return Err(failed(e)),
         };
-        let items = answer
+        let mut items: Vec<Item> = answer
             .node
             .leaves()
             .into_iter()
@@ -121,6 +121,10 @@ impl Source for V2Prefix {
                 revision: n.modified_index,
             })
             .collect();
+        // etcd's v2 store returns a directory's children in Go map order,
+        // a new one each time; key order, as v3 lists, keeps listings
+        // comparable.
+        items.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(Listing {
             items,
             revision: answer.etcd_index,

@@ -37,10 +37,16 @@ impl V3Registry {
         if ops.is_empty() {
             return Ok(());
         }
+        let count = ops.len();
         let mut kv = self.client.kv_client();
         let txn = Txn::new().when([fence.compare()]).and_then(ops);
         let resp = self.config.timed(kv.txn(txn)).await?;
         if resp.succeeded() {
+            // The revision ties each fleet write to the server that made it
+            // (etcd does not record the writer), for audits and the chaos
+            // test's check that only the leader of the moment writes.
+            let revision = resp.header().map(|h| h.revision()).unwrap_or(0);
+            tracing::debug!(revision, ops = count, "fleet transaction committed");
             Ok(())
         } else {
             Err(ApplyError::Fenced)
