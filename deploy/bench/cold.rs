@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 pub struct Cold {
     pub written: Throughput,
+    /// CPU the server used from its start until every job was written.
+    pub kaylee_cpu_s: f64,
     /// From spawn until the leader key was put.
     pub leader_s: f64,
     pub server: Server,
@@ -26,18 +28,21 @@ pub async fn run(bench: &Bench, units: &[BenchUnit], flags: &Flags) -> Result<Co
     let leaders = Watcher::start(client, "/kaylee/leader/", revision, true).await?;
     let jobs: usize = units.iter().map(|u| u.rendered.units.len()).sum();
 
-    let start = Instant::now();
+    let start = raw::Start::now(bench).await?;
+    let spawned = Instant::now();
     let server = Server::start(&bench.endpoint, "cold", flags)?;
-    let written = raw::wait_written(&fleet, jobs, start, Duration::from_secs(900)).await?;
+    let written = raw::wait_written(bench, &fleet, jobs, start, Duration::from_secs(900)).await?;
+    let kaylee_cpu_s = server.cpu_seconds()?;
     let leader_at = leaders
         .seen()
         .put_keys
         .first()
         .map(|(_, t)| *t)
-        .unwrap_or(start);
+        .unwrap_or(spawned);
     Ok(Cold {
         written,
-        leader_s: (leader_at - start).as_secs_f64(),
+        kaylee_cpu_s,
+        leader_s: (leader_at - spawned).as_secs_f64(),
         server,
     })
 }

@@ -95,6 +95,10 @@ impl Etcd {
         }
     }
 
+    pub fn cpu_seconds(&self) -> Result<f64> {
+        procs::cpu_seconds(self.child.id())
+    }
+
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }

@@ -33,7 +33,7 @@ pub struct Bench {
     pub client: Client,
     pub endpoint: String,
     pub fleet: FleetKeys,
-    _etcd: etcd::Etcd,
+    pub etcd: etcd::Etcd,
 }
 
 impl Bench {
@@ -43,7 +43,7 @@ impl Bench {
             client: etcd.client().await?,
             endpoint: etcd.endpoint(),
             fleet: FleetKeys::new(FLEET_PREFIX, "k"),
-            _etcd: etcd,
+            etcd,
         })
     }
 }
@@ -82,7 +82,7 @@ async fn run() -> Result<bool> {
         eprintln!("kaylee-bench: raw");
         let bench = Bench::start("raw").await?;
         seed::units(&bench.client, &units).await?;
-        raw::run(&bench.client, &units, &bench.fleet, MAX_TXN_OPS).await
+        raw::run(&bench, &units, MAX_TXN_OPS).await
     }
     .await;
     let raw = report::line("raw", raw, |r| {
@@ -104,6 +104,7 @@ async fn run() -> Result<bool> {
             json!({
                 "ratio_to_raw": ratio.map(report::round3),
                 "leader_s": report::round3(c.leader_s),
+                "kaylee_cpu_s": report::round3(c.kaylee_cpu_s),
                 "converged": c.written.jobs == units.len() * specs::REPLICAS as usize,
                 "workers": flags.effective_workers(),
                 "fleet_api": flags.fleet_api(),

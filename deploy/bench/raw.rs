@@ -5,10 +5,11 @@
 //! key) with Kaylee's concurrency: its fleet writer keeps one transaction in
 //! flight.
 
+use crate::Bench;
 use crate::specs::BenchUnit;
 use crate::watch::{self, Watcher};
 use anyhow::{Result, bail};
-use etcd_client::{Client, Compare, CompareOp, Txn, TxnOp};
+use etcd_client::{Compare, CompareOp, Txn, TxnOp};
 use kaylee_controllers::fleet::create_records;
 use kaylee_controllers::keys::FleetKeys;
 use std::time::{Duration, Instant};
@@ -25,6 +26,11 @@ pub struct Throughput {
     pub keys: u64,
     pub txns: u64,
     pub seconds: f64,
+    /// CPU etcd used meanwhile: on 2 cores, what the writer leaves it matters.
+    pub etcd_cpu_s: f64,
+    /// Every write transaction etcd committed meanwhile (revisions), fleet
+    /// or not.
+    pub etcd_txns: i64,
 }
 
 impl Throughput {
@@ -36,12 +42,30 @@ impl Throughput {
     }
 }
 
+/// Where a measurement starts.
+pub struct Start {
+    at: Instant,
+    etcd_cpu_s: f64,
+    revision: i64,
+}
+
+impl Start {
+    pub async fn now(bench: &Bench) -> Result<Start> {
+        Ok(Start {
+            revision: watch::revision(&bench.client).await?,
+            etcd_cpu_s: bench.etcd.cpu_seconds()?,
+            at: Instant::now(),
+        })
+    }
+}
+
 /// Waits until a watch has seen every job object and every key (3 per
 /// job), and measures from `start` to the last put seen.
 pub async fn wait_written(
+    bench: &Bench,
     watcher: &Watcher,
     jobs: usize,
-    start: Instant,
+    start: Start,
     limit: Duration,
 ) -> Result<Throughput> {
     let keys = 3 * jobs as u64;
@@ -51,21 +75,19 @@ pub async fn wait_written(
         })
         .await?;
     let seen = watcher.seen();
-    let last = seen.last_put.unwrap_or(start);
+    let last = seen.last_put.unwrap_or(start.at);
     Ok(Throughput {
         jobs: seen.jobs.len(),
         keys: seen.puts,
         txns: seen.txns,
-        seconds: (last - start).as_secs_f64(),
+        seconds: (last - start.at).as_secs_f64(),
+        etcd_cpu_s: bench.etcd.cpu_seconds()? - start.etcd_cpu_s,
+        etcd_txns: watch::revision(&bench.client).await? - start.revision,
     })
 }
 
-pub async fn run(
-    client: &Client,
-    units: &[BenchUnit],
-    keys: &FleetKeys,
-    max_ops: usize,
-) -> Result<Throughput> {
+pub async fn run(bench: &Bench, units: &[BenchUnit], max_ops: usize) -> Result<Throughput> {
+    let (client, keys) = (&bench.client, &bench.fleet);
     let mut kv = client.kv_client();
     let fence = kv.put(FENCE_KEY, "raw", None).await?;
     let fence_rev = fence.header().map(|h| h.revision()).unwrap_or(0);
@@ -74,7 +96,7 @@ pub async fn run(
     let watcher =
         Watcher::start(client, &keys.prefix, watch::revision(client).await?, false).await?;
 
-    let start = Instant::now();
+    let start = Start::now(bench).await?;
     for ops in batches {
         let guard = Compare::create_revision(FENCE_KEY, CompareOp::Equal, fence_rev);
         let resp = kv.txn(Txn::new().when([guard]).and_then(ops)).await?;
@@ -82,7 +104,7 @@ pub async fn run(
             bail!("raw write refused by its own fence");
         }
     }
-    wait_written(&watcher, jobs, start, Duration::from_secs(600)).await
+    wait_written(bench, &watcher, jobs, start, Duration::from_secs(600)).await
 }
 
 fn batches(units: &[BenchUnit], keys: &FleetKeys, max_ops: usize) -> Vec<Vec<TxnOp>> {

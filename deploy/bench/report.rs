@@ -79,6 +79,8 @@ pub fn throughput(t: &Throughput, extra: Value) -> Value {
         "ops_per_txn": round1(t.ops_per_txn()),
         "seconds": round3(t.seconds),
         "keys_per_s": t.keys_per_s().round(),
+        "etcd_cpu_s": round3(t.etcd_cpu_s),
+        "etcd_txns": t.etcd_txns,
     });
     if let (Value::Object(map), Value::Object(more)) = (&mut v, extra) {
         map.extend(more);

@@ -170,18 +170,7 @@ impl Server {
 
     /// CPU time used so far (utime + stime), seconds.
     pub fn cpu_seconds(&self) -> Result<f64> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()?))?;
-        // The command name may hold spaces; the fields after it do not.
-        let rest = stat
-            .rsplit_once(')')
-            .map(|(_, r)| r)
-            .context("malformed /proc/<pid>/stat")?;
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        // After the name: state is field 3, utime 14, stime 15 (1-based).
-        let ticks = |i: usize| -> Result<f64> {
-            Ok(fields.get(i).context("short /proc/<pid>/stat")?.parse()?)
-        };
-        Ok((ticks(11)? + ticks(12)?) / clock_ticks())
+        procs::cpu_seconds(self.pid()?)
     }
 }
 
@@ -190,17 +179,12 @@ impl Drop for Server {
         if let Some(mut child) = self.child.take() {
             procs::kill_child(&mut child);
         }
+        // For looking into a run: `KAYLEE_BENCH_KEEP=<dir>` keeps the logs.
+        if let Some(keep) = std::env::var_os("KAYLEE_BENCH_KEEP") {
+            let to = PathBuf::from(keep).join(format!("{}.log", self.name));
+            let _ = std::fs::copy(self.dir.path().join("server.log"), to);
+        }
     }
-}
-
-fn clock_ticks() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(100.0)
 }
 
 /// `/readyz` of the server on `port` says it leads.
