@@ -13,6 +13,12 @@ pub async fn run(bench: &Bench, mode: &Mode, flags: &Flags, cold: Cold) -> bool 
         written, server, ..
     } = cold;
     let mut ok = true;
+    if !["memory", "idle", "latency", "failover"]
+        .iter()
+        .any(|s| mode.wants(s))
+    {
+        return ok;
+    }
     if let Err(e) = resources::settle(&bench.client, &server, mode.units).await {
         eprintln!("kaylee-bench: the leader did not settle: {e:#}");
         ok = false;

@@ -24,6 +24,8 @@ pub struct Takeover {
     /// Whether the old leader wrote the change before it stopped (then the
     /// time says nothing about the takeover).
     pub by_old_leader: bool,
+    /// The new leader's peak memory: it listed the whole registry at once.
+    pub peak_rss_mib: f64,
 }
 
 /// Runs SIGTERM then SIGKILL; `leader` is the converged leader, `units`
@@ -149,6 +151,7 @@ async fn takeover(
             leader_ms: ms(led - sent),
             reconciled_ms: ms(job.saturating_duration_since(sent)),
             by_old_leader,
+            peak_rss_mib: standby.memory_mib()?.0,
         },
         standby,
     ))

@@ -93,6 +93,7 @@ pub fn takeover(t: &Takeover) -> Value {
         "leader_ms": round1(t.leader_ms),
         "reconciled_ms": round1(t.reconciled_ms),
         "by_old_leader": t.by_old_leader,
+        "new_leader_peak_rss_mib": round1(t.peak_rss_mib),
     })
 }
 

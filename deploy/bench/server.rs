@@ -105,7 +105,11 @@ impl Server {
             cmd.args(["--fleet-etcd-api", "v3"]);
         }
         let child = cmd
-            .env("RUST_LOG", "info")
+            // The production default; `KAYLEE_BENCH_LOG` to look closer.
+            .env(
+                "RUST_LOG",
+                std::env::var("KAYLEE_BENCH_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
