@@ -15,6 +15,8 @@ pub struct Cold {
     pub written: Throughput,
     /// CPU the server used from its start until every job was written.
     pub kaylee_cpu_s: f64,
+    /// Status keys written meanwhile.
+    pub status_puts: u64,
     /// From spawn until the leader key was put.
     pub leader_s: f64,
     pub server: Server,
@@ -26,6 +28,7 @@ pub async fn run(bench: &Bench, units: &[BenchUnit], flags: &Flags) -> Result<Co
     let revision = watch::revision(client).await?;
     let fleet = Watcher::start(client, &bench.fleet.prefix, revision, false).await?;
     let leaders = Watcher::start(client, "/kaylee/leader/", revision, true).await?;
+    let statuses = Watcher::start(client, "/kaylee/status/", revision, false).await?;
     let jobs: usize = units.iter().map(|u| u.rendered.units.len()).sum();
 
     let start = raw::Start::now(bench).await?;
@@ -40,6 +43,7 @@ pub async fn run(bench: &Bench, units: &[BenchUnit], flags: &Flags) -> Result<Co
         .map(|(_, t)| *t)
         .unwrap_or(spawned);
     Ok(Cold {
+        status_puts: statuses.seen().puts,
         written,
         kaylee_cpu_s,
         leader_s: (leader_at - spawned).as_secs_f64(),

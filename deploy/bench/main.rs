@@ -105,6 +105,7 @@ async fn run() -> Result<bool> {
                 "ratio_to_raw": ratio.map(report::round3),
                 "leader_s": report::round3(c.leader_s),
                 "kaylee_cpu_s": report::round3(c.kaylee_cpu_s),
+                "status_puts": c.status_puts,
                 "converged": c.written.jobs == units.len() * specs::REPLICAS as usize,
                 "workers": flags.effective_workers(),
                 "fleet_api": flags.fleet_api(),
