@@ -326,7 +326,11 @@ impl<R: FleetRegistry> UnitsController<R> {
         let observed = observe(name, &self.fleet, &self.jobs, &self.states, &self.timeline);
         let plan = plan(desired, &observed, self.config.start_timeout);
 
-        if !plan.is_empty() {
+        // Once our writes show, the status reports fleet as it is now, so
+        // the reconcile their events trigger finds no new status to write.
+        let (observed, after) = if plan.is_empty() {
+            (observed, None)
+        } else {
             let ops: Vec<FleetOp> = plan
                 .destroy
                 .iter()
@@ -338,20 +342,24 @@ impl<R: FleetRegistry> UnitsController<R> {
                 .collect();
             self.fleet_writes.submit(ops).await.map_err(apply_error)?;
             self.await_own_writes(&plan.destroy, &plan.create).await?;
-        }
+            let observed = observe(name, &self.fleet, &self.jobs, &self.states, &self.timeline);
+            let after = super::plan::plan(desired, &observed, self.config.start_timeout);
+            (observed, Some(after))
+        };
+        let now = after.as_ref().unwrap_or(&plan);
 
         let revision = stored.as_ref().map(|v| v.revision).unwrap_or(0);
         let status = match (&parsed, &rendered) {
             (Some(Err(error)), _) => Some(UnitStatus {
                 error: Some(error.clone()),
-                ..UnitStatus::new("", revision, 0, &observed, &plan)
+                ..UnitStatus::new("", revision, 0, &observed, now)
             }),
             (Some(Ok(_)), Some((unit, r))) => Some(UnitStatus::new(
                 &r.spec_hash,
                 revision,
                 unit.desired_replicas(),
                 &observed,
-                &plan,
+                now,
             )),
             _ => None,
         };
@@ -359,7 +367,7 @@ impl<R: FleetRegistry> UnitsController<R> {
             restart_revision,
             ..s
         });
-        let deleted = plan.phase == Phase::Deleted;
+        let deleted = now.phase == Phase::Deleted;
         if deleted {
             self.timeline.forget(name);
         }
@@ -376,7 +384,7 @@ impl<R: FleetRegistry> UnitsController<R> {
         } else {
             tracing::debug!(unit = name, phase = ?plan.phase, "nothing to do");
         }
-        Ok(plan.requeue_after)
+        Ok(now.requeue_after)
     }
 
     /// Waits until the jobs cache shows what was just written, so the next
