@@ -12,6 +12,43 @@ use std::time::{Duration, Instant};
 pub const VERSION: u32 = 2;
 const PER_SAMPLE_LIMIT: Duration = Duration::from_secs(30);
 
+/// What etcd alone takes for the same path: a put until its watch event.
+/// Kaylee's latency holds two such round trips (the unit's put, then its
+/// fleet transaction), so this is the floor for comparison.
+pub async fn etcd_floor(bench: &Bench, samples: usize) -> Result<Latency> {
+    let client = &bench.client;
+    let watcher = Watcher::start(
+        client,
+        "/bench/floor/",
+        watch::revision(client).await?,
+        true,
+    )
+    .await?;
+    let mut kv = client.kv_client();
+    let mut ms = Vec::with_capacity(samples);
+    for k in 0..samples {
+        let key = format!("/bench/floor/{k}");
+        let sent = Instant::now();
+        kv.put(key.clone(), "x", None).await?;
+        let seen = watcher
+            .wait(&key, PER_SAMPLE_LIMIT, |s| {
+                s.put_keys
+                    .iter()
+                    .rev()
+                    .find(|(k2, _)| *k2 == key)
+                    .map(|(_, t)| *t)
+            })
+            .await?;
+        ms.push(seen.saturating_duration_since(sent).as_secs_f64() * 1000.0);
+    }
+    kv.delete(
+        "/bench/floor/",
+        Some(etcd_client::DeleteOptions::new().with_prefix()),
+    )
+    .await?;
+    Ok(summarize(ms))
+}
+
 #[derive(Debug, Clone)]
 pub struct Latency {
     pub samples: usize,
