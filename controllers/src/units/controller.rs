@@ -230,6 +230,11 @@ impl<R: FleetRegistry> UnitsController<R> {
                 while let Some(name) = me.queue.get().await {
                     me.work(&name, &fenced).await;
                     me.queue.done(&name);
+                    // A reconcile with nothing to write never waits: without
+                    // this, workers would hold both runtime threads through a
+                    // whole pass over every unit, starving the informers and
+                    // the writers (and so the one unit that did change).
+                    tokio::task::yield_now().await;
                 }
             });
         }
