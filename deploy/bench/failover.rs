@@ -19,6 +19,8 @@ const VERSION: u32 = 3;
 
 #[derive(Debug, Clone)]
 pub struct Takeover {
+    /// The unit changed right after the signal.
+    pub unit: String,
     pub leader_ms: f64,
     pub reconciled_ms: f64,
     /// Whether the old leader wrote the change before it stopped (then the
@@ -37,25 +39,12 @@ pub async fn run(
     flags: &Flags,
 ) -> Result<(Takeover, Takeover)> {
     let standby = start_standby(bench, "standby-1", flags).await?;
-    let (graceful, leader) = takeover(
-        bench,
-        leader,
-        standby,
-        Signal::SIGTERM,
-        units / 2 + 1,
-        flags,
-    )
-    .await?;
+    // Changes to the last units: not early in any pass over all of them.
+    let (graceful, leader) =
+        takeover(bench, leader, standby, Signal::SIGTERM, units - 1, flags).await?;
     let standby = start_standby(bench, "standby-2", flags).await?;
-    let (killed, _last) = takeover(
-        bench,
-        leader,
-        standby,
-        Signal::SIGKILL,
-        units / 2 + 3,
-        flags,
-    )
-    .await?;
+    let (killed, _last) =
+        takeover(bench, leader, standby, Signal::SIGKILL, units - 2, flags).await?;
     Ok((graceful, killed))
 }
 
@@ -148,6 +137,7 @@ async fn takeover(
         .any(|l| l.contains("reconciled") && l.contains(&unit.name));
     Ok((
         Takeover {
+            unit: unit.name.clone(),
             leader_ms: ms(led - sent),
             reconciled_ms: ms(job.saturating_duration_since(sent)),
             by_old_leader,

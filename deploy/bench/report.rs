@@ -90,6 +90,7 @@ pub fn throughput(t: &Throughput, extra: Value) -> Value {
 
 pub fn takeover(t: &Takeover) -> Value {
     json!({
+        "unit": t.unit,
         "leader_ms": round1(t.leader_ms),
         "reconciled_ms": round1(t.reconciled_ms),
         "by_old_leader": t.by_old_leader,
