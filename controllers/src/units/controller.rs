@@ -17,6 +17,7 @@ use dashmap::DashMap;
 use etcd_client::{Client, GetOptions, Txn, TxnOp};
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -68,6 +69,8 @@ pub struct UnitsController<R: FleetRegistry> {
     /// Status JSON last written (or found) per unit, so unchanged status is
     /// never rewritten.
     written: DashMap<String, String>,
+    /// The first full pass is queued: informer changes go to the queue.
+    serving: Arc<AtomicBool>,
 }
 
 impl<R: FleetRegistry> UnitsController<R> {
@@ -110,6 +113,7 @@ impl<R: FleetRegistry> UnitsController<R> {
             queue: WorkQueue::new(),
             timeline: Timeline::default(),
             written: DashMap::new(),
+            serving: Arc::default(),
         })
     }
 
@@ -184,11 +188,18 @@ impl<R: FleetRegistry> UnitsController<R> {
         stop: &CancellationToken,
     ) {
         let queue = self.queue.clone();
+        let serving = self.serving.clone();
+        // Until the first pass is queued, changes are part of it anyway.
+        let on_change = move |n: &str| {
+            if serving.load(Ordering::SeqCst) {
+                queue.add(n);
+            }
+        };
         tasks.spawn(informer::run(
             name,
             source,
             cache.clone(),
-            move |n| queue.add(n),
+            on_change,
             stop.clone(),
         ));
     }
@@ -205,24 +216,6 @@ impl<R: FleetRegistry> UnitsController<R> {
             cache.wait_synced().await;
         }
         self.load_statuses().await.map_err(ApplyError::Etcd)?;
-        self.enqueue_all();
-        tracing::info!(
-            units = self.units.names().len(),
-            "caches synced; reconciling"
-        );
-
-        let me = self.clone();
-        let resync = stop.clone();
-        tasks.spawn(async move {
-            let mut tick = tokio::time::interval(me.config.resync_period);
-            tick.tick().await;
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => me.enqueue_all(),
-                    _ = resync.cancelled() => return,
-                }
-            }
-        });
         for _ in 0..self.config.workers.max(1) {
             let me = self.clone();
             let fenced = fenced.clone();
@@ -238,12 +231,33 @@ impl<R: FleetRegistry> UnitsController<R> {
                 }
             });
         }
+        self.serving.store(true, Ordering::SeqCst);
+        self.enqueue_all(true);
+        tracing::info!(
+            units = self.units.names().len(),
+            "caches synced; reconciling"
+        );
+
+        let me = self.clone();
+        let resync = stop.clone();
+        tasks.spawn(async move {
+            let mut tick = tokio::time::interval(me.config.resync_period);
+            tick.tick().await;
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => me.enqueue_all(false),
+                    _ = resync.cancelled() => return,
+                }
+            }
+        });
         stop.cancelled().await;
         Ok(())
     }
 
-    /// Every unit that exists, or still has fleet units.
-    fn enqueue_all(&self) {
+    /// Every unit that exists, or still has fleet units, as a full pass. At
+    /// the start of a term, units changed since the last leader reported on
+    /// them go first.
+    fn enqueue_all(&self, term_start: bool) {
         let names: BTreeSet<String> = self
             .units
             .names()
@@ -251,8 +265,28 @@ impl<R: FleetRegistry> UnitsController<R> {
             .chain(self.jobs.names())
             .collect();
         for name in names {
-            self.queue.add(&name);
+            if term_start && self.is_unanswered(&name) {
+                self.queue.add(&name);
+            } else {
+                self.queue.add_bulk(&name);
+            }
         }
+    }
+
+    /// Whether the stored status does not answer the unit as it is (a new
+    /// spec or restart, a deleted unit with fleet units left).
+    fn is_unanswered(&self, name: &str) -> bool {
+        let Some(unit) = self.units.get(&self.keys.unit(name)) else {
+            return true;
+        };
+        let restart = self
+            .restarts
+            .get(&self.keys.restart(name))
+            .map_or(0, |v| v.revision);
+        self.written
+            .get(name)
+            .and_then(|s| serde_json::from_str::<UnitStatus>(&s).ok())
+            .is_none_or(|s| s.spec_revision != unit.revision || s.restart_revision != restart)
     }
 
     async fn load_statuses(&self) -> Result<(), EtcdError> {
