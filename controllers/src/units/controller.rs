@@ -7,7 +7,7 @@ use super::plan::{Desired, Phase, plan};
 use super::status::UnitStatus;
 use crate::etcd::{EtcdConfig, EtcdError};
 use crate::fleet::{RenderOptions, render};
-use crate::keys::{FleetKeys, KayleeKeys};
+use crate::keys::{FleetKeys, JobField, KayleeKeys};
 use crate::registry::{ApplyError, FleetOp, FleetRegistry};
 use crate::runtime::coalesce::{Coalescer, WriteError};
 use crate::runtime::election::Fence;
@@ -97,9 +97,14 @@ impl<R: FleetRegistry> UnitsController<R> {
         Arc::new(UnitsController {
             units: Cache::new(dir(keys.units())),
             restarts: Cache::new(dir(keys.restarts())),
+            // Only job objects are ever read (the plan, read-your-writes);
+            // caching the other fields of every job would double the cache.
             jobs: Cache::new({
                 let fk = fk.clone();
-                move |k| fk.unit_of_key(k).map(str::to_string)
+                move |k| match fk.parse_job(k) {
+                    Some((_, JobField::Object)) => fk.unit_of_key(k).map(str::to_string),
+                    _ => None,
+                }
             }),
             states: Cache::new(move |k| fk.unit_of_key(k).map(str::to_string)),
             client,
