@@ -51,7 +51,7 @@ pub async fn run(bench: &Bench, mode: &Mode, flags: &Flags, cold: Cold) -> bool 
     if mode.wants("latency") {
         eprintln!("kaylee-bench: latency, {} changes", mode.samples);
         let lat = async {
-            let floor = latency::etcd_floor(bench, mode.samples).await?;
+            let floor = latency::etcd_floor(bench, mode.units, mode.samples).await?;
             Ok((latency::run(bench, mode.units, mode.samples).await?, floor))
         }
         .await;
@@ -62,7 +62,7 @@ pub async fn run(bench: &Bench, mode: &Mode, flags: &Flags, cold: Cold) -> bool 
                 "p99_ms": report::round3(l.p99_ms),
                 "max_ms": report::round3(l.max_ms),
                 "mean_ms": report::round3(l.mean_ms),
-                "etcd_put_to_watch": {
+                "etcd_alone": {
                     "p50_ms": report::round3(floor.p50_ms),
                     "p99_ms": report::round3(floor.p99_ms),
                     "max_ms": report::round3(floor.max_ms),

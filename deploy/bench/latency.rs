@@ -6,46 +6,59 @@ use crate::specs;
 use crate::watch::{self, Watcher};
 use crate::{Bench, seed};
 use anyhow::Result;
+use etcd_client::{Compare, CompareOp, DeleteOptions, Txn, TxnOp};
+use kaylee_controllers::fleet::create_records;
+use kaylee_controllers::keys::FleetKeys;
 use std::time::{Duration, Instant};
 
 /// The version the latency updates move units to (seeded units are at 1).
 pub const VERSION: u32 = 2;
+const FLOOR_VERSION: u32 = 9;
 const PER_SAMPLE_LIMIT: Duration = Duration::from_secs(30);
 
-/// What etcd alone takes for the same path: a put until its watch event.
-/// Kaylee's latency holds two such round trips (the unit's put, then its
-/// fleet transaction), so this is the floor for comparison.
-pub async fn etcd_floor(bench: &Bench, samples: usize) -> Result<Latency> {
+/// The same path without Kaylee, as `raw` is for throughput: the bench puts
+/// the unit's new spec, then at once writes its first new fleet unit's
+/// records in one fenced transaction (as Kaylee would), and waits for the
+/// watch event of the job. Under its own prefix, so Kaylee sees none of it.
+pub async fn etcd_floor(bench: &Bench, units: usize, samples: usize) -> Result<Latency> {
+    const FLOOR: &str = "/bench/floor/";
     let client = &bench.client;
-    let watcher = Watcher::start(
-        client,
-        "/bench/floor/",
-        watch::revision(client).await?,
-        true,
-    )
-    .await?;
+    let fleet = FleetKeys::new(&format!("{FLOOR}fleet/"), "k");
+    let watcher =
+        Watcher::start(client, &fleet.prefix, watch::revision(client).await?, false).await?;
     let mut kv = client.kv_client();
+    let fence_key = format!("{FLOOR}leader");
+    let fence = kv.put(fence_key.clone(), "floor", None).await?;
+    let fence_rev = fence.header().map(|h| h.revision()).unwrap_or(0);
+    let stride = (units / samples.max(1)).max(1);
     let mut ms = Vec::with_capacity(samples);
-    for k in 0..samples {
-        let key = format!("/bench/floor/{k}");
+    for k in 0..samples.min(units) {
+        // A version no server-side change uses; the same sizes as Kaylee's.
+        let unit = specs::unit(k * stride, FLOOR_VERSION)?;
+        let Some(first) = unit.rendered.units.first() else {
+            continue;
+        };
+        let name = first.name.to_name();
+        let ops: Vec<TxnOp> = create_records(&name, &first.text)
+            .into_iter()
+            .map(|r| TxnOp::put(fleet.absolute(&r.key), r.value, None))
+            .collect();
+        let guard = Compare::create_revision(fence_key.clone(), CompareOp::Equal, fence_rev);
         let sent = Instant::now();
-        kv.put(key.clone(), "x", None).await?;
+        kv.put(
+            format!("{FLOOR}units/{}", unit.name),
+            unit.json.clone(),
+            None,
+        )
+        .await?;
+        kv.txn(Txn::new().when([guard]).and_then(ops)).await?;
         let seen = watcher
-            .wait(&key, PER_SAMPLE_LIMIT, |s| {
-                s.put_keys
-                    .iter()
-                    .rev()
-                    .find(|(k2, _)| *k2 == key)
-                    .map(|(_, t)| *t)
-            })
+            .wait(&name, PER_SAMPLE_LIMIT, |s| s.jobs.get(&name).copied())
             .await?;
         ms.push(seen.saturating_duration_since(sent).as_secs_f64() * 1000.0);
     }
-    kv.delete(
-        "/bench/floor/",
-        Some(etcd_client::DeleteOptions::new().with_prefix()),
-    )
-    .await?;
+    kv.delete(FLOOR, Some(DeleteOptions::new().with_prefix()))
+        .await?;
     Ok(summarize(ms))
 }
 
