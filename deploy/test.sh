@@ -3,10 +3,10 @@
 #   deploy/test.sh
 # Installs what the tests need from Debian's packages when it is missing
 # (protoc, a real etcd, a static busybox for the Docker test image), then runs
-# rustfmt, clippy, the whole workspace's tests and the quickstart's check
-# mode (etcd and two servers on loopback). Integration tests spawn
-# their own etcd on loopback ports and use the running Docker engine; they
-# never pull images (no registry is reachable).
+# rustfmt, clippy, the whole workspace's tests, the quickstart's check
+# mode (etcd and two servers on loopback) and a quick benchmark run.
+# Integration tests spawn their own etcd on loopback ports and use the
+# running Docker engine; they never pull images (no registry is reachable).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -74,5 +74,22 @@ deploy/quickstart.sh --check
 
 section "fuzz targets (short run where nightly is available)"
 deploy/fuzz.sh --short
+
+section "deploy/bench.sh --quick (every scenario reports; timings are not checked)"
+bench_out="$(mktemp)"
+trap 'rm -f "$bench_out"' EXIT
+# The bench's exit status is not the check: the lines are.
+deploy/bench.sh --quick | tee "$bench_out" || true
+for scenario in machine raw cold memory idle latency failover; do
+    line="$(grep "\"scenario\":\"$scenario\"" "$bench_out" || true)"
+    if [ -z "$line" ] || printf '%s' "$line" | grep -q '"error"'; then
+        echo "error: the benchmark printed no $scenario result: ${line:-nothing}" >&2
+        exit 1
+    fi
+done
+if ! grep '"scenario":"cold"' "$bench_out" | grep -q '"converged":true'; then
+    echo "error: the benchmark's cold start did not converge" >&2
+    exit 1
+fi
 
 section "all checks passed"

@@ -139,7 +139,9 @@ pub struct ServerArgs {
     #[arg(long, env = "KAYLEE_RESYNC_PERIOD", default_value = "60s", value_parser = humantime::parse_duration)]
     pub resync_period: Duration,
     /// Units reconciled in parallel.
-    #[arg(long, env = "KAYLEE_WORKERS", default_value_t = 8)]
+    // Their writes share transactions: 8 left them a quarter full at cold
+    // start (README, Performance).
+    #[arg(long, env = "KAYLEE_WORKERS", default_value_t = 32)]
     pub workers: usize,
     /// Operations per etcd transaction (etcd's --max-txn-ops).
     #[arg(long, env = "KAYLEE_MAX_TXN_OPS", default_value_t = 128)]

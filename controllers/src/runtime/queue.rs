@@ -2,6 +2,10 @@
 //! set), is never handed to two workers at once (processing set), comes back
 //! after `done` if it changed meanwhile, and failing names retry with
 //! per-name exponential backoff.
+//!
+//! Two lanes: a change ([`WorkQueue::add`]) is served before the names of a
+//! full pass ([`WorkQueue::add_bulk`]: a new term, a resync), so one edited
+//! unit does not wait behind thousands of unchanged ones.
 
 use backoff::backoff::Backoff;
 use backoff::{ExponentialBackoff, ExponentialBackoffBuilder};
@@ -13,13 +17,49 @@ use tokio::time::Instant;
 
 #[derive(Default)]
 struct Inner {
-    queue: VecDeque<String>,
+    /// Lanes may hold a name twice (promoted from bulk) or a name no longer
+    /// dirty; `get` skips such entries.
+    urgent: VecDeque<String>,
+    bulk: VecDeque<String>,
     dirty: HashSet<String>,
+    /// The dirty names that came as changes.
+    dirty_urgent: HashSet<String>,
     processing: HashSet<String>,
+    /// Dirty names not being processed: what waits for a worker.
+    waiting: usize,
     /// When a delayed add for a name is due; a sooner request replaces it.
     delayed: HashMap<String, Instant>,
     failures: HashMap<String, ExponentialBackoff>,
     shut_down: bool,
+}
+
+impl Inner {
+    fn push(&mut self, name: &str, urgent: bool) {
+        let lane = if urgent {
+            &mut self.urgent
+        } else {
+            &mut self.bulk
+        };
+        lane.push_back(name.to_string());
+        self.waiting += 1;
+        metrics::gauge!("kaylee_workqueue_depth").set(self.waiting as f64);
+    }
+
+    /// The next dirty name that no worker has, urgent ones first.
+    fn pop(&mut self) -> Option<String> {
+        while let Some(name) = self.urgent.pop_front().or_else(|| self.bulk.pop_front()) {
+            if !self.dirty.contains(&name) || self.processing.contains(&name) {
+                continue;
+            }
+            self.dirty.remove(&name);
+            self.dirty_urgent.remove(&name);
+            self.processing.insert(name.clone());
+            self.waiting = self.waiting.saturating_sub(1);
+            metrics::gauge!("kaylee_workqueue_depth").set(self.waiting as f64);
+            return Some(name);
+        }
+        None
+    }
 }
 
 pub struct WorkQueue {
@@ -47,18 +87,41 @@ impl WorkQueue {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// A change: served before every bulk name.
     pub fn add(&self, name: &str) {
+        self.enqueue(name, true);
+    }
+
+    /// Part of a full pass: served when no change waits.
+    pub fn add_bulk(&self, name: &str) {
+        self.enqueue(name, false);
+    }
+
+    fn enqueue(&self, name: &str, urgent: bool) {
         let mut q = self.lock();
-        if q.shut_down || !q.dirty.insert(name.to_string()) {
+        if q.shut_down {
             return;
         }
-        metrics::counter!("kaylee_workqueue_adds_total").increment(1);
-        if !q.processing.contains(name) {
-            q.queue.push_back(name.to_string());
-            metrics::gauge!("kaylee_workqueue_depth").set(q.queue.len() as f64);
-            drop(q);
-            self.ready.notify_one();
+        let fresh = q.dirty.insert(name.to_string());
+        let promoted = urgent && q.dirty_urgent.insert(name.to_string());
+        if !fresh && !promoted {
+            return;
         }
+        if fresh {
+            metrics::counter!("kaylee_workqueue_adds_total").increment(1);
+        }
+        if q.processing.contains(name) {
+            return;
+        }
+        if fresh {
+            q.push(name, urgent);
+        } else {
+            // Already waiting in the bulk lane: move ahead; the bulk entry
+            // is skipped later.
+            q.urgent.push_back(name.to_string());
+        }
+        drop(q);
+        self.ready.notify_one();
     }
 
     /// Adds `name` after `delay`, unless an add at least as soon is pending.
@@ -127,12 +190,9 @@ impl WorkQueue {
                 if q.shut_down {
                     return None;
                 }
-                if let Some(name) = q.queue.pop_front() {
-                    q.dirty.remove(&name);
-                    q.processing.insert(name.clone());
-                    metrics::gauge!("kaylee_workqueue_depth").set(q.queue.len() as f64);
+                if let Some(name) = q.pop() {
                     // Others may be waiting for the rest of the queue.
-                    if !q.queue.is_empty() {
+                    if q.waiting > 0 {
                         self.ready.notify_one();
                     }
                     return Some(name);
@@ -147,14 +207,16 @@ impl WorkQueue {
         let mut q = self.lock();
         q.processing.remove(name);
         if q.dirty.contains(name) && !q.shut_down {
-            q.queue.push_back(name.to_string());
+            let urgent = q.dirty_urgent.contains(name);
+            q.push(name, urgent);
             drop(q);
             self.ready.notify_one();
         }
     }
 
+    /// Names waiting for a worker.
     pub fn len(&self) -> usize {
-        self.lock().queue.len()
+        self.lock().waiting
     }
 
     pub fn is_empty(&self) -> bool {
@@ -236,6 +298,40 @@ mod tests {
         q.add_rate_limited("a");
         q.get().await;
         assert!(start.elapsed() < Duration::from_millis(400));
+    }
+
+    #[tokio::test]
+    async fn changes_are_served_before_a_full_pass() {
+        let q = WorkQueue::new();
+        for n in ["a", "b", "c"] {
+            q.add_bulk(n);
+        }
+        q.add("z");
+        q.add("c");
+        q.add_bulk("z");
+        assert_eq!(q.len(), 4);
+        let mut order = Vec::new();
+        while !q.is_empty() {
+            let name = q.get().await.unwrap_or_default();
+            q.done(&name);
+            order.push(name);
+        }
+        assert_eq!(order, ["z", "c", "a", "b"], "c promoted, and once only");
+    }
+
+    #[tokio::test]
+    async fn a_change_during_processing_comes_back_urgent() {
+        let q = WorkQueue::new();
+        q.add_bulk("a");
+        q.add_bulk("b");
+        assert_eq!(q.get().await.as_deref(), Some("a"));
+        q.add("a");
+        q.done("a");
+        assert_eq!(q.get().await.as_deref(), Some("a"), "ahead of b");
+        q.done("a");
+        assert_eq!(q.get().await.as_deref(), Some("b"));
+        q.done("b");
+        assert!(q.is_empty());
     }
 
     #[tokio::test]

@@ -5,18 +5,19 @@
 use super::observe::{Timeline, observe};
 use super::plan::{Desired, Phase, plan};
 use super::status::UnitStatus;
+use super::writes::{Statuses, fleet_writer};
 use crate::etcd::{EtcdConfig, EtcdError};
 use crate::fleet::{RenderOptions, render};
-use crate::keys::{FleetKeys, KayleeKeys};
+use crate::keys::{FleetKeys, JobField, KayleeKeys};
 use crate::registry::{ApplyError, FleetOp, FleetRegistry};
 use crate::runtime::coalesce::{Coalescer, WriteError};
 use crate::runtime::election::Fence;
 use crate::runtime::{Cache, EtcdPrefix, WorkQueue, informer};
 use crate::spec;
-use dashmap::DashMap;
-use etcd_client::{Client, GetOptions, Txn, TxnOp};
+use etcd_client::Client;
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -58,16 +59,15 @@ pub struct UnitsController<R: FleetRegistry> {
     registry: Arc<R>,
     config: ControllerConfig,
     fleet_writes: Coalescer<FleetOp>,
-    status_writes: Coalescer<(String, Option<String>)>,
+    statuses: Statuses,
     units: Arc<Cache>,
     restarts: Arc<Cache>,
     jobs: Arc<Cache>,
     states: Arc<Cache>,
     queue: Arc<WorkQueue>,
     timeline: Timeline,
-    /// Status JSON last written (or found) per unit, so unchanged status is
-    /// never rewritten.
-    written: DashMap<String, String>,
+    /// The first full pass is queued: informer changes go to the queue.
+    serving: Arc<AtomicBool>,
 }
 
 impl<R: FleetRegistry> UnitsController<R> {
@@ -83,7 +83,7 @@ impl<R: FleetRegistry> UnitsController<R> {
         let fleet = registry.keys().clone();
         let registry = Arc::new(registry);
         let fleet_writes = fleet_writer(registry.clone(), fence.clone(), config.max_txn_ops);
-        let status_writes = status_writer(
+        let statuses = Statuses::new(
             client.clone(),
             etcd.clone(),
             fence.clone(),
@@ -94,9 +94,14 @@ impl<R: FleetRegistry> UnitsController<R> {
         Arc::new(UnitsController {
             units: Cache::new(dir(keys.units())),
             restarts: Cache::new(dir(keys.restarts())),
+            // Only job objects are ever read (the plan, read-your-writes);
+            // caching the other fields of every job would double the cache.
             jobs: Cache::new({
                 let fk = fk.clone();
-                move |k| fk.unit_of_key(k).map(str::to_string)
+                move |k| match fk.parse_job(k) {
+                    Some((_, JobField::Object)) => fk.unit_of_key(k).map(str::to_string),
+                    _ => None,
+                }
             }),
             states: Cache::new(move |k| fk.unit_of_key(k).map(str::to_string)),
             client,
@@ -106,10 +111,10 @@ impl<R: FleetRegistry> UnitsController<R> {
             registry,
             config,
             fleet_writes,
-            status_writes,
+            statuses,
             queue: WorkQueue::new(),
             timeline: Timeline::default(),
-            written: DashMap::new(),
+            serving: Arc::default(),
         })
     }
 
@@ -184,11 +189,18 @@ impl<R: FleetRegistry> UnitsController<R> {
         stop: &CancellationToken,
     ) {
         let queue = self.queue.clone();
+        let serving = self.serving.clone();
+        // Until the first pass is queued, changes are part of it anyway.
+        let on_change = move |n: &str| {
+            if serving.load(Ordering::SeqCst) {
+                queue.add(n);
+            }
+        };
         tasks.spawn(informer::run(
             name,
             source,
             cache.clone(),
-            move |n| queue.add(n),
+            on_change,
             stop.clone(),
         ));
     }
@@ -204,8 +216,27 @@ impl<R: FleetRegistry> UnitsController<R> {
         for cache in [&self.units, &self.restarts, &self.jobs, &self.states] {
             cache.wait_synced().await;
         }
-        self.load_statuses().await.map_err(ApplyError::Etcd)?;
-        self.enqueue_all();
+        self.statuses
+            .load(&self.client, &self.etcd)
+            .await
+            .map_err(ApplyError::Etcd)?;
+        for _ in 0..self.config.workers.max(1) {
+            let me = self.clone();
+            let fenced = fenced.clone();
+            tasks.spawn(async move {
+                while let Some(name) = me.queue.get().await {
+                    me.work(&name, &fenced).await;
+                    me.queue.done(&name);
+                    // A reconcile with nothing to write never waits: without
+                    // this, workers would hold both runtime threads through a
+                    // whole pass over every unit, starving the informers and
+                    // the writers (and so the one unit that did change).
+                    tokio::task::yield_now().await;
+                }
+            });
+        }
+        self.serving.store(true, Ordering::SeqCst);
+        self.enqueue_all(true);
         tracing::info!(
             units = self.units.names().len(),
             "caches synced; reconciling"
@@ -218,27 +249,19 @@ impl<R: FleetRegistry> UnitsController<R> {
             tick.tick().await;
             loop {
                 tokio::select! {
-                    _ = tick.tick() => me.enqueue_all(),
+                    _ = tick.tick() => me.enqueue_all(false),
                     _ = resync.cancelled() => return,
                 }
             }
         });
-        for _ in 0..self.config.workers.max(1) {
-            let me = self.clone();
-            let fenced = fenced.clone();
-            tasks.spawn(async move {
-                while let Some(name) = me.queue.get().await {
-                    me.work(&name, &fenced).await;
-                    me.queue.done(&name);
-                }
-            });
-        }
         stop.cancelled().await;
         Ok(())
     }
 
-    /// Every unit that exists, or still has fleet units.
-    fn enqueue_all(&self) {
+    /// Every unit that exists, or still has fleet units, as a full pass. At
+    /// the start of a term, units changed since the last leader reported on
+    /// them go first.
+    fn enqueue_all(&self, term_start: bool) {
         let names: BTreeSet<String> = self
             .units
             .names()
@@ -246,25 +269,27 @@ impl<R: FleetRegistry> UnitsController<R> {
             .chain(self.jobs.names())
             .collect();
         for name in names {
-            self.queue.add(&name);
+            if term_start && self.is_unanswered(&name) {
+                self.queue.add(&name);
+            } else {
+                self.queue.add_bulk(&name);
+            }
         }
     }
 
-    async fn load_statuses(&self) -> Result<(), EtcdError> {
-        let mut kv = self.client.kv_client();
-        let prefix = self.keys.statuses();
-        let resp = self
-            .etcd
-            .timed(kv.get(prefix.clone(), Some(GetOptions::new().with_prefix())))
-            .await?;
-        for item in resp.kvs() {
-            if let (Ok(key), Ok(value)) = (item.key_str(), item.value_str())
-                && let Some(name) = KayleeKeys::name_in(&prefix, key)
-            {
-                self.written.insert(name.to_string(), value.to_string());
-            }
-        }
-        Ok(())
+    /// Whether the stored status does not answer the unit as it is (a new
+    /// spec or restart, a deleted unit with fleet units left).
+    fn is_unanswered(&self, name: &str) -> bool {
+        let Some(unit) = self.units.get(&self.keys.unit(name)) else {
+            return true;
+        };
+        let restart = self
+            .restarts
+            .get(&self.keys.restart(name))
+            .map_or(0, |v| v.revision);
+        self.statuses
+            .get(name)
+            .is_none_or(|s| s.spec_revision != unit.revision || s.restart_revision != restart)
     }
 
     async fn work(&self, name: &str, fenced: &CancellationToken) {
@@ -326,7 +351,11 @@ impl<R: FleetRegistry> UnitsController<R> {
         let observed = observe(name, &self.fleet, &self.jobs, &self.states, &self.timeline);
         let plan = plan(desired, &observed, self.config.start_timeout);
 
-        if !plan.is_empty() {
+        // Once our writes show, the status reports fleet as it is now, so
+        // the reconcile their events trigger finds no new status to write.
+        let (observed, after) = if plan.is_empty() {
+            (observed, None)
+        } else {
             let ops: Vec<FleetOp> = plan
                 .destroy
                 .iter()
@@ -338,20 +367,24 @@ impl<R: FleetRegistry> UnitsController<R> {
                 .collect();
             self.fleet_writes.submit(ops).await.map_err(apply_error)?;
             self.await_own_writes(&plan.destroy, &plan.create).await?;
-        }
+            let observed = observe(name, &self.fleet, &self.jobs, &self.states, &self.timeline);
+            let after = super::plan::plan(desired, &observed, self.config.start_timeout);
+            (observed, Some(after))
+        };
+        let now = after.as_ref().unwrap_or(&plan);
 
         let revision = stored.as_ref().map(|v| v.revision).unwrap_or(0);
         let status = match (&parsed, &rendered) {
             (Some(Err(error)), _) => Some(UnitStatus {
                 error: Some(error.clone()),
-                ..UnitStatus::new("", revision, 0, &observed, &plan)
+                ..UnitStatus::new("", revision, 0, &observed, now)
             }),
             (Some(Ok(_)), Some((unit, r))) => Some(UnitStatus::new(
                 &r.spec_hash,
                 revision,
                 unit.desired_replicas(),
                 &observed,
-                &plan,
+                now,
             )),
             _ => None,
         };
@@ -359,11 +392,14 @@ impl<R: FleetRegistry> UnitsController<R> {
             restart_revision,
             ..s
         });
-        let deleted = plan.phase == Phase::Deleted;
+        let deleted = now.phase == Phase::Deleted;
         if deleted {
             self.timeline.forget(name);
         }
-        self.publish(name, status).await?;
+        self.statuses
+            .publish(name, status)
+            .await
+            .map_err(apply_error)?;
         if !plan.is_empty() {
             tracing::info!(
                 unit = name,
@@ -376,7 +412,7 @@ impl<R: FleetRegistry> UnitsController<R> {
         } else {
             tracing::debug!(unit = name, phase = ?plan.phase, "nothing to do");
         }
-        Ok(plan.requeue_after)
+        Ok(now.requeue_after)
     }
 
     /// Waits until the jobs cache shows what was just written, so the next
@@ -401,125 +437,11 @@ impl<R: FleetRegistry> UnitsController<R> {
             Err(ReconcileError::Unconfirmed(READ_YOUR_WRITES))
         }
     }
-
-    /// Writes (or, for a deleted unit, removes) the status key when it
-    /// changed; logs an invalid unit once per distinct error.
-    async fn publish(&self, name: &str, status: Option<UnitStatus>) -> Result<(), ReconcileError> {
-        let json = status.as_ref().map(UnitStatus::to_json);
-        let previous = self.written.get(name).map(|v| v.clone());
-        if json == previous {
-            return Ok(());
-        }
-        if let Some(error) = status.as_ref().and_then(|s| s.error.as_ref())
-            && newly_invalid(previous.as_deref(), error)
-        {
-            tracing::warn!(unit = name, %error, "unit is invalid; its fleet units are left as they are");
-        }
-        self.status_writes
-            .submit(vec![(self.keys.status(name), json.clone())])
-            .await
-            .map_err(apply_error)?;
-        match json {
-            Some(j) => self.written.insert(name.to_string(), j),
-            None => self.written.remove(name).map(|(_, v)| v),
-        };
-        Ok(())
-    }
 }
 
 fn apply_error(e: WriteError) -> ReconcileError {
     match e {
         WriteError::Fenced => ApplyError::Fenced.into(),
         WriteError::Failed(why) => ApplyError::Failed(why).into(),
-    }
-}
-
-/// Fleet writes of all workers, batched into as few transactions as fit.
-fn fleet_writer<R: FleetRegistry>(
-    registry: Arc<R>,
-    fence: Fence,
-    max_ops: usize,
-) -> Coalescer<FleetOp> {
-    let weight = |op: &FleetOp| match op {
-        FleetOp::Create { .. } => 3,
-        FleetOp::Destroy { .. } => 1,
-    };
-    Coalescer::spawn(max_ops, weight, move |ops: Vec<FleetOp>| {
-        let (registry, fence) = (registry.clone(), fence.clone());
-        async move {
-            registry.apply(&ops, &fence).await.map_err(|e| match e {
-                ApplyError::Fenced => WriteError::Fenced,
-                other => WriteError::Failed(other.to_string()),
-            })
-        }
-    })
-}
-
-/// Status writes (`key`, new JSON or `None` to delete), fenced and batched.
-fn status_writer(
-    client: Client,
-    etcd: EtcdConfig,
-    fence: Fence,
-    max_ops: usize,
-) -> Coalescer<(String, Option<String>)> {
-    Coalescer::spawn(
-        max_ops,
-        |_| 1,
-        move |writes: Vec<(String, Option<String>)>| {
-            let (client, etcd, fence) = (client.clone(), etcd.clone(), fence.clone());
-            async move {
-                // The same unit's status twice in one batch: the later one wins.
-                let mut last: std::collections::BTreeMap<String, Option<String>> =
-                    Default::default();
-                for (key, value) in writes {
-                    last.insert(key, value);
-                }
-                let ops: Vec<TxnOp> = last
-                    .into_iter()
-                    .map(|(key, value)| match value {
-                        Some(v) => TxnOp::put(key, v, None),
-                        None => TxnOp::delete(key, None),
-                    })
-                    .collect();
-                let mut kv = client.kv_client();
-                let txn = Txn::new().when([fence.compare()]).and_then(ops);
-                match etcd.timed(kv.txn(txn)).await {
-                    Ok(r) if r.succeeded() => Ok(()),
-                    Ok(_) => Err(WriteError::Fenced),
-                    Err(e) => Err(WriteError::Failed(e.to_string())),
-                }
-            }
-        },
-    )
-}
-
-/// Whether `error` differs from the one in the previously written status:
-/// an invalid unit's status also changes when its old fleet units come and
-/// go, and that must not repeat the warning.
-fn newly_invalid(previous: Option<&str>, error: &str) -> bool {
-    let before = previous
-        .and_then(|p| serde_json::from_str::<UnitStatus>(p).ok())
-        .and_then(|s| s.error);
-    before.as_deref() != Some(error)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{UnitStatus, newly_invalid};
-
-    #[test]
-    fn an_invalid_unit_is_logged_once_per_distinct_error() {
-        let invalid = |error: &str, running: u32| {
-            UnitStatus {
-                error: Some(error.to_string()),
-                running,
-                ..UnitStatus::default()
-            }
-            .to_json()
-        };
-        assert!(newly_invalid(None, "bad"));
-        assert!(newly_invalid(Some("{}"), "bad"));
-        assert!(!newly_invalid(Some(&invalid("bad", 1)), "bad"));
-        assert!(newly_invalid(Some(&invalid("bad", 1)), "worse"));
     }
 }

@@ -5,6 +5,7 @@ pub mod controller;
 pub mod observe;
 pub mod plan;
 pub mod status;
+mod writes;
 
 pub use controller::{ControllerConfig, UnitsController};
 pub use status::UnitStatus;

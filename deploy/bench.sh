@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The benchmark entry point:
+#   deploy/bench.sh            full: 10,000 units x 4 replicas, 1,000 latency samples (< 10 min)
+#   deploy/bench.sh --quick    small: 500 units, 100 samples (< 1 min once built)
+# Builds the release kaylee binary and the bench program
+# (deploy/bench/main.rs), which starts its own etcd (Debian's etcd-server,
+# /usr/bin/etcd, or $KAYLEE_BENCH_ETCD) and kaylee servers on loopback, and
+# prints one JSON object per line per scenario on stdout: machine, raw,
+# cold, memory, idle, latency, failover. Progress goes to stderr.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+if [ ! -x "${KAYLEE_BENCH_ETCD:-/usr/bin/etcd}" ]; then
+    echo "error: no etcd at ${KAYLEE_BENCH_ETCD:-/usr/bin/etcd}; install Debian's etcd-server (deploy/test.sh does)" >&2
+    exit 1
+fi
+
+# The bench profile is the release profile: this builds target/release/kaylee,
+# which the bench runs (cargo tells it the path).
+echo "kaylee-bench: building (release) ..." >&2
+cargo build --release --bin kaylee
+cargo bench --bench kaylee-bench --no-run
+exec cargo bench --quiet --bench kaylee-bench -- "$@"

@@ -1,0 +1,52 @@
+//! Cold start: N units already in `/kaylee/units`, no fleet jobs; a fresh
+//! server starts, becomes leader and writes every fleet job. Measured from
+//! the server's spawn to the last fleet key seen by a watch, exactly as the
+//! raw run is measured from its first write.
+
+use crate::raw::{self, Throughput};
+use crate::server::{Flags, Server};
+use crate::specs::BenchUnit;
+use crate::watch::{self, Watcher};
+use crate::{Bench, seed};
+use anyhow::Result;
+use std::time::{Duration, Instant};
+
+pub struct Cold {
+    pub written: Throughput,
+    /// CPU the server used from its start until every job was written.
+    pub kaylee_cpu_s: f64,
+    /// Status keys written meanwhile.
+    pub status_puts: u64,
+    /// From spawn until the leader key was put.
+    pub leader_s: f64,
+    pub server: Server,
+}
+
+pub async fn run(bench: &Bench, units: &[BenchUnit], flags: &Flags) -> Result<Cold> {
+    let client = &bench.client;
+    seed::units(client, units).await?;
+    let revision = watch::revision(client).await?;
+    let fleet = Watcher::start(client, &bench.fleet.prefix, revision, false).await?;
+    let leaders = Watcher::start(client, "/kaylee/leader/", revision, true).await?;
+    let statuses = Watcher::start(client, "/kaylee/status/", revision, false).await?;
+    let jobs: usize = units.iter().map(|u| u.rendered.units.len()).sum();
+
+    let start = raw::Start::now(bench).await?;
+    let spawned = Instant::now();
+    let server = Server::start(&bench.endpoint, "cold", flags)?;
+    let written = raw::wait_written(bench, &fleet, jobs, start, Duration::from_secs(900)).await?;
+    let kaylee_cpu_s = server.cpu_seconds()?;
+    let leader_at = leaders
+        .seen()
+        .put_keys
+        .first()
+        .map(|(_, t)| *t)
+        .unwrap_or(spawned);
+    Ok(Cold {
+        status_puts: statuses.seen().puts,
+        written,
+        kaylee_cpu_s,
+        leader_s: (leader_at - spawned).as_secs_f64(),
+        server,
+    })
+}

@@ -1,0 +1,120 @@
+//! Change-to-fleet latency on a converged cluster: update one unit's spec at
+//! a time and time from the etcd put to the watch event of the first fleet
+//! job of its new spec (the surge unit of the rolling update).
+
+use crate::specs;
+use crate::watch::{self, Watcher};
+use crate::{Bench, seed};
+use anyhow::Result;
+use etcd_client::{Compare, CompareOp, DeleteOptions, Txn, TxnOp};
+use kaylee_controllers::fleet::create_records;
+use kaylee_controllers::keys::FleetKeys;
+use std::time::{Duration, Instant};
+
+/// The version the latency updates move units to (seeded units are at 1).
+pub const VERSION: u32 = 2;
+const FLOOR_VERSION: u32 = 9;
+const PER_SAMPLE_LIMIT: Duration = Duration::from_secs(30);
+
+/// The same path without Kaylee, as `raw` is for throughput: the bench puts
+/// the unit's new spec, then at once writes its first new fleet unit's
+/// records in one fenced transaction (as Kaylee would), and waits for the
+/// watch event of the job. Under its own prefix, so Kaylee sees none of it.
+pub async fn etcd_floor(bench: &Bench, units: usize, samples: usize) -> Result<Latency> {
+    const FLOOR: &str = "/bench/floor/";
+    let client = &bench.client;
+    let fleet = FleetKeys::new(&format!("{FLOOR}fleet/"), "k");
+    let watcher =
+        Watcher::start(client, &fleet.prefix, watch::revision(client).await?, false).await?;
+    let mut kv = client.kv_client();
+    let fence_key = format!("{FLOOR}leader");
+    let fence = kv.put(fence_key.clone(), "floor", None).await?;
+    let fence_rev = fence.header().map(|h| h.revision()).unwrap_or(0);
+    let stride = (units / samples.max(1)).max(1);
+    let mut ms = Vec::with_capacity(samples);
+    for k in 0..samples.min(units) {
+        // A version no server-side change uses; the same sizes as Kaylee's.
+        let unit = specs::unit(k * stride, FLOOR_VERSION)?;
+        let Some(first) = unit.rendered.units.first() else {
+            continue;
+        };
+        let name = first.name.to_name();
+        let ops: Vec<TxnOp> = create_records(&name, &first.text)
+            .into_iter()
+            .map(|r| TxnOp::put(fleet.absolute(&r.key), r.value, None))
+            .collect();
+        let guard = Compare::create_revision(fence_key.clone(), CompareOp::Equal, fence_rev);
+        let sent = Instant::now();
+        kv.put(
+            format!("{FLOOR}units/{}", unit.name),
+            unit.json.clone(),
+            None,
+        )
+        .await?;
+        kv.txn(Txn::new().when([guard]).and_then(ops)).await?;
+        let seen = watcher
+            .wait(&name, PER_SAMPLE_LIMIT, |s| s.jobs.get(&name).copied())
+            .await?;
+        ms.push(seen.saturating_duration_since(sent).as_secs_f64() * 1000.0);
+    }
+    kv.delete(FLOOR, Some(DeleteOptions::new().with_prefix()))
+        .await?;
+    Ok(summarize(ms))
+}
+
+#[derive(Debug, Clone)]
+pub struct Latency {
+    pub samples: usize,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    pub mean_ms: f64,
+}
+
+pub async fn run(bench: &Bench, units: usize, samples: usize) -> Result<Latency> {
+    let client = &bench.client;
+    let watcher = Watcher::start(
+        client,
+        &bench.fleet.prefix,
+        watch::revision(client).await?,
+        false,
+    )
+    .await?;
+    // Spread over the keyspace, every unit at most once.
+    let stride = (units / samples.max(1)).max(1);
+    let mut ms = Vec::with_capacity(samples);
+    for k in 0..samples.min(units) {
+        let unit = specs::unit(k * stride, VERSION)?;
+        let names = specs::fleet_names(&unit.rendered);
+        let sent = Instant::now();
+        seed::put_unit(client, &unit).await?;
+        let seen = watcher
+            .wait(
+                &format!("a new fleet job of {}", unit.name),
+                PER_SAMPLE_LIMIT,
+                |s| Watcher::first_job(s, &names),
+            )
+            .await?;
+        ms.push((seen.saturating_duration_since(sent)).as_secs_f64() * 1000.0);
+    }
+    Ok(summarize(ms))
+}
+
+/// Nearest-rank percentiles.
+pub fn summarize(mut ms: Vec<f64>) -> Latency {
+    ms.sort_by(|a, b| a.total_cmp(b));
+    let rank = |p: f64| -> f64 {
+        if ms.is_empty() {
+            return 0.0;
+        }
+        let i = ((p * ms.len() as f64).ceil() as usize).clamp(1, ms.len()) - 1;
+        ms[i]
+    };
+    Latency {
+        samples: ms.len(),
+        p50_ms: rank(0.50),
+        p99_ms: rank(0.99),
+        max_ms: ms.last().copied().unwrap_or(0.0),
+        mean_ms: ms.iter().sum::<f64>() / (ms.len().max(1) as f64),
+    }
+}
