@@ -89,6 +89,7 @@ fi
 say "dependencies"
 missing=()
 command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
+deploy/protoc-ok.sh || missing+=(libprotobuf-dev)
 command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 if [ "${#missing[@]}" -gt 0 ]; then

@@ -21,6 +21,11 @@ missing=()
 if ! command -v protoc >/dev/null 2>&1; then
     missing+=(protobuf-compiler)
 fi
+# etcd-client's protos import protobuf's well-known types; Debian ships them in
+# libprotobuf-dev, which --no-install-recommends would otherwise leave out.
+if ! deploy/protoc-ok.sh; then
+    missing+=(libprotobuf-dev)
+fi
 if ! command -v etcd >/dev/null 2>&1; then
     missing+=(etcd-server)
 fi
@@ -50,6 +55,10 @@ for tool in protoc etcd; do
         exit 1
     fi
 done
+if ! deploy/protoc-ok.sh; then
+    echo "error: protoc cannot find google/protobuf/descriptor.proto after installing libprotobuf-dev" >&2
+    exit 1
+fi
 echo "protoc:  $(protoc --version)"
 echo "etcd:    $(etcd --version | head -n 1)"
 echo "busybox: $(/bin/busybox 2>&1 | head -n 1)"
