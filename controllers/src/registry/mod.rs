@@ -26,12 +26,17 @@ pub enum FleetOp {
     Create { name: String, text: String },
     /// Remove the whole `job/<name>/` directory (fleet keeps `unit/<sha1>`).
     Destroy { name: String },
+    /// Kaylee's own `/kaylee/status/<name>` (an etcd v3 key whatever the
+    /// fleet API): `None` deletes it. It rides in the same fenced batches
+    /// as fleet writes, so statuses do not double the transactions.
+    Status { key: String, json: Option<String> },
 }
 
 impl FleetOp {
     pub fn name(&self) -> &str {
         match self {
             FleetOp::Create { name, .. } | FleetOp::Destroy { name } => name,
+            FleetOp::Status { key, .. } => key,
         }
     }
 }

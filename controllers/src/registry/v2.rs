@@ -20,7 +20,7 @@ use crate::etcd::{EtcdConfig, EtcdError};
 use crate::fleet::records::create_records;
 use crate::keys::FleetKeys;
 use crate::runtime::election::Fence;
-use etcd_client::Client;
+use etcd_client::{Client, Txn, TxnOp};
 
 /// v2 has no transactions: a create is three requests. Independent ops
 /// (different jobs) go out this many at a time, each group after its own
@@ -88,6 +88,30 @@ impl V2Registry {
         Ok(())
     }
 
+    /// Kaylee's status keys live in v3: one transaction fenced by the
+    /// leader key, like every v3 write.
+    async fn write_statuses(&self, ops: &[&FleetOp], fence: &Fence) -> Result<(), ApplyError> {
+        let txn_ops: Vec<TxnOp> = ops
+            .iter()
+            .filter_map(|op| match op {
+                FleetOp::Status { key, json: Some(j) } => {
+                    Some(TxnOp::put(key.clone(), j.clone(), None))
+                }
+                FleetOp::Status { key, json: None } => Some(TxnOp::delete(key.clone(), None)),
+                _ => None,
+            })
+            .collect();
+        if txn_ops.is_empty() {
+            return Ok(());
+        }
+        let mut kv = self.v3.kv_client();
+        let txn = Txn::new().when([fence.compare()]).and_then(txn_ops);
+        match self.config.timed(kv.txn(txn)).await? {
+            r if r.succeeded() => Ok(()),
+            _ => Err(ApplyError::Fenced),
+        }
+    }
+
     async fn write(&self, op: &FleetOp) -> Result<(), ApplyError> {
         let kind = match op {
             FleetOp::Create { name, text } => {
@@ -98,6 +122,7 @@ impl V2Registry {
                 self.destroy(name).await?;
                 "destroy"
             }
+            FleetOp::Status { .. } => return Ok(()),
         };
         metrics::counter!("kaylee_fleet_writes_total", "op" => kind).increment(1);
         Ok(())
@@ -132,15 +157,18 @@ impl FleetRegistry for V2Registry {
     }
 
     async fn apply(&self, ops: &[FleetOp], fence: &Fence) -> Result<(), ApplyError> {
+        let (statuses, fleet): (Vec<&FleetOp>, Vec<&FleetOp>) = ops
+            .iter()
+            .partition(|op| matches!(op, FleetOp::Status { .. }));
         // Ops of one batch name different jobs (a plan never destroys and
         // creates one name at once), so within a group order does not matter.
-        for group in ops.chunks(PARALLEL_WRITES) {
+        for group in fleet.chunks(PARALLEL_WRITES) {
             self.check_fence(fence).await?;
             let writes = group.iter().map(|op| self.write(op));
             for result in futures::future::join_all(writes).await {
                 result?;
             }
         }
-        Ok(())
+        self.write_statuses(&statuses, fence).await
     }
 }

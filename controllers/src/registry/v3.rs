@@ -54,23 +54,46 @@ impl V3Registry {
     }
 }
 
+/// One etcd operation of a transaction.
+enum Write {
+    Put(String, String),
+    Delete(String),
+    DeletePrefix(String),
+}
+
+impl Write {
+    fn key(&self) -> &str {
+        match self {
+            Write::Put(k, _) | Write::Delete(k) | Write::DeletePrefix(k) => k,
+        }
+    }
+
+    fn size(&self) -> usize {
+        match self {
+            Write::Put(k, v) => k.len() + v.len(),
+            Write::Delete(k) | Write::DeletePrefix(k) => k.len(),
+        }
+    }
+
+    fn into_op(self) -> TxnOp {
+        match self {
+            Write::Put(k, v) => TxnOp::put(k, v, None),
+            Write::Delete(k) => TxnOp::delete(k, None),
+            Write::DeletePrefix(k) => TxnOp::delete(k, Some(DeleteOptions::new().with_prefix())),
+        }
+    }
+}
+
 /// One op's etcd operations, which must land in the same transaction.
-fn txn_ops(keys: &FleetKeys, op: &FleetOp) -> (Vec<(String, Option<String>)>, usize) {
+fn txn_ops(keys: &FleetKeys, op: &FleetOp) -> Vec<Write> {
     match op {
-        FleetOp::Create { name, text } => {
-            let records = create_records(name, text);
-            let size = records.iter().map(|r| r.key.len() + r.value.len()).sum();
-            let puts = records
-                .into_iter()
-                .map(|r| (keys.absolute(&r.key), Some(r.value)))
-                .collect();
-            (puts, size)
-        }
-        FleetOp::Destroy { name } => {
-            let dir = keys.job(name);
-            let size = dir.len();
-            (vec![(dir, None)], size)
-        }
+        FleetOp::Create { name, text } => create_records(name, text)
+            .into_iter()
+            .map(|r| Write::Put(keys.absolute(&r.key), r.value))
+            .collect(),
+        FleetOp::Destroy { name } => vec![Write::DeletePrefix(keys.job(name))],
+        FleetOp::Status { key, json: Some(j) } => vec![Write::Put(key.clone(), j.clone())],
+        FleetOp::Status { key, json: None } => vec![Write::Delete(key.clone())],
     }
 }
 
@@ -99,10 +122,11 @@ impl FleetRegistry for V3Registry {
         // etcd refuses a transaction that names one key twice.
         let mut seen: HashSet<String> = HashSet::new();
         for op in ops {
-            let (writes, size) = txn_ops(&self.keys, op);
-            let fresh: Vec<_> = writes
+            let writes = txn_ops(&self.keys, op);
+            let size: usize = writes.iter().map(Write::size).sum();
+            let fresh: Vec<Write> = writes
                 .into_iter()
-                .filter(|(k, _)| !seen.contains(k))
+                .filter(|w| !seen.contains(w.key()))
                 .collect();
             if !batch.is_empty()
                 && (batch.len() + fresh.len() > self.max_txn_ops || bytes + size > MAX_TXN_BYTES)
@@ -111,18 +135,15 @@ impl FleetRegistry for V3Registry {
                 bytes = 0;
                 seen.clear();
             }
-            for (key, value) in fresh {
-                seen.insert(key.clone());
-                batch.push(match value {
-                    Some(v) => TxnOp::put(key, v, None),
-                    None => TxnOp::delete(key, Some(DeleteOptions::new().with_prefix())),
-                });
+            for write in fresh {
+                seen.insert(write.key().to_string());
+                batch.push(write.into_op());
             }
             bytes += size;
-            let kind = if matches!(op, FleetOp::Create { .. }) {
-                "create"
-            } else {
-                "destroy"
+            let kind = match op {
+                FleetOp::Create { .. } => "create",
+                FleetOp::Destroy { .. } => "destroy",
+                FleetOp::Status { .. } => continue,
             };
             metrics::counter!("kaylee_fleet_writes_total", "op" => kind).increment(1);
         }

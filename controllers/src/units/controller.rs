@@ -5,7 +5,7 @@
 use super::observe::{Timeline, observe};
 use super::plan::{Desired, Phase, plan};
 use super::status::UnitStatus;
-use super::writes::{Statuses, fleet_writer};
+use super::writes::{Statuses, writer};
 use crate::etcd::{EtcdConfig, EtcdError};
 use crate::fleet::{RenderOptions, render};
 use crate::keys::{FleetKeys, JobField, KayleeKeys};
@@ -58,7 +58,7 @@ pub struct UnitsController<R: FleetRegistry> {
     fleet: FleetKeys,
     registry: Arc<R>,
     config: ControllerConfig,
-    fleet_writes: Coalescer<FleetOp>,
+    writes: Arc<Coalescer<FleetOp>>,
     statuses: Statuses,
     units: Arc<Cache>,
     restarts: Arc<Cache>,
@@ -82,13 +82,8 @@ impl<R: FleetRegistry> UnitsController<R> {
         let keys = KayleeKeys::new(&etcd.prefix);
         let fleet = registry.keys().clone();
         let registry = Arc::new(registry);
-        let fleet_writes = fleet_writer(registry.clone(), fence.clone(), config.max_txn_ops);
-        let statuses = Statuses::new(
-            client.clone(),
-            etcd.clone(),
-            fence.clone(),
-            config.max_txn_ops,
-        );
+        let writes = writer(registry.clone(), fence.clone(), config.max_txn_ops);
+        let statuses = Statuses::new(&etcd, writes.clone());
         let dir = |d: String| move |k: &str| KayleeKeys::name_in(&d, k).map(str::to_string);
         let fk = fleet.clone();
         Arc::new(UnitsController {
@@ -110,7 +105,7 @@ impl<R: FleetRegistry> UnitsController<R> {
             fleet,
             registry,
             config,
-            fleet_writes,
+            writes,
             statuses,
             queue: WorkQueue::new(),
             timeline: Timeline::default(),
@@ -365,7 +360,7 @@ impl<R: FleetRegistry> UnitsController<R> {
                     text: u.text.clone(),
                 }))
                 .collect();
-            self.fleet_writes.submit(ops).await.map_err(apply_error)?;
+            self.writes.submit(ops).await.map_err(apply_error)?;
             self.await_own_writes(&plan.destroy, &plan.create).await?;
             let observed = observe(name, &self.fleet, &self.jobs, &self.states, &self.timeline);
             let after = super::plan::plan(desired, &observed, self.config.start_timeout);

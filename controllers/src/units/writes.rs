@@ -1,6 +1,6 @@
-//! The units controller's two writers, each batching the writes of all
-//! workers into fenced transactions: fleet ops, and `/kaylee/status/<name>`
-//! (written only when it changed).
+//! The units controller's writer: the fleet ops and the status changes
+//! (`/kaylee/status/<name>`, written only when it changed) of all workers,
+//! batched together into fenced transactions.
 
 use super::status::UnitStatus;
 use crate::etcd::{EtcdConfig, EtcdError};
@@ -9,46 +9,52 @@ use crate::registry::{ApplyError, FleetOp, FleetRegistry};
 use crate::runtime::coalesce::{Coalescer, WriteError};
 use crate::runtime::election::Fence;
 use dashmap::DashMap;
-use etcd_client::{Client, GetOptions, Txn, TxnOp};
+use etcd_client::{Client, GetOptions};
 use std::sync::Arc;
 
-/// Fleet writes of all workers, batched into as few transactions as fit.
-pub fn fleet_writer<R: FleetRegistry>(
+/// Fleet and status writes of all workers, batched into as few
+/// transactions as fit: sharing them halves the transactions of a cold
+/// start, where every unit gets both.
+pub fn writer<R: FleetRegistry>(
     registry: Arc<R>,
     fence: Fence,
     max_ops: usize,
-) -> Coalescer<FleetOp> {
+) -> Arc<Coalescer<FleetOp>> {
     let weight = |op: &FleetOp| match op {
         FleetOp::Create { .. } => 3,
-        FleetOp::Destroy { .. } => 1,
+        FleetOp::Destroy { .. } | FleetOp::Status { .. } => 1,
     };
-    Coalescer::spawn(max_ops, weight, move |ops: Vec<FleetOp>| {
-        let (registry, fence) = (registry.clone(), fence.clone());
-        async move {
-            registry.apply(&ops, &fence).await.map_err(|e| match e {
-                ApplyError::Fenced => WriteError::Fenced,
-                other => WriteError::Failed(other.to_string()),
-            })
-        }
-    })
+    Arc::new(Coalescer::spawn(
+        max_ops,
+        weight,
+        move |ops: Vec<FleetOp>| {
+            let (registry, fence) = (registry.clone(), fence.clone());
+            async move {
+                registry.apply(&ops, &fence).await.map_err(|e| match e {
+                    ApplyError::Fenced => WriteError::Fenced,
+                    other => WriteError::Failed(other.to_string()),
+                })
+            }
+        },
+    ))
 }
 
 /// The status of every unit as last written (or found at the start of a
 /// term), and the writer that changes it.
 pub struct Statuses {
     keys: KayleeKeys,
-    writes: Coalescer<(String, Option<String>)>,
+    writes: Arc<Coalescer<FleetOp>>,
     /// Status JSON last written (or found) per unit, so unchanged status is
     /// never rewritten.
     written: DashMap<String, String>,
 }
 
 impl Statuses {
-    /// Must run within a tokio runtime: it starts the writer.
-    pub fn new(client: Client, etcd: EtcdConfig, fence: Fence, max_ops: usize) -> Statuses {
+    /// Statuses under `etcd`'s prefix, written through `writes`.
+    pub fn new(etcd: &EtcdConfig, writes: Arc<Coalescer<FleetOp>>) -> Statuses {
         Statuses {
             keys: KayleeKeys::new(&etcd.prefix),
-            writes: status_writer(client, etcd, fence, max_ops),
+            writes,
             written: DashMap::new(),
         }
     }
@@ -90,53 +96,17 @@ impl Statuses {
         {
             tracing::warn!(unit = name, %error, "unit is invalid; its fleet units are left as they are");
         }
-        self.writes
-            .submit(vec![(self.keys.status(name), json.clone())])
-            .await?;
+        let write = FleetOp::Status {
+            key: self.keys.status(name),
+            json: json.clone(),
+        };
+        self.writes.submit(vec![write]).await?;
         match json {
             Some(j) => self.written.insert(name.to_string(), j),
             None => self.written.remove(name).map(|(_, v)| v),
         };
         Ok(())
     }
-}
-
-/// Status writes (`key`, new JSON or `None` to delete), fenced and batched.
-fn status_writer(
-    client: Client,
-    etcd: EtcdConfig,
-    fence: Fence,
-    max_ops: usize,
-) -> Coalescer<(String, Option<String>)> {
-    Coalescer::spawn(
-        max_ops,
-        |_| 1,
-        move |writes: Vec<(String, Option<String>)>| {
-            let (client, etcd, fence) = (client.clone(), etcd.clone(), fence.clone());
-            async move {
-                // The same unit's status twice in one batch: the later one wins.
-                let mut last: std::collections::BTreeMap<String, Option<String>> =
-                    Default::default();
-                for (key, value) in writes {
-                    last.insert(key, value);
-                }
-                let ops: Vec<TxnOp> = last
-                    .into_iter()
-                    .map(|(key, value)| match value {
-                        Some(v) => TxnOp::put(key, v, None),
-                        None => TxnOp::delete(key, None),
-                    })
-                    .collect();
-                let mut kv = client.kv_client();
-                let txn = Txn::new().when([fence.compare()]).and_then(ops);
-                match etcd.timed(kv.txn(txn)).await {
-                    Ok(r) if r.succeeded() => Ok(()),
-                    Ok(_) => Err(WriteError::Fenced),
-                    Err(e) => Err(WriteError::Failed(e.to_string())),
-                }
-            }
-        },
-    )
 }
 
 /// Whether `error` differs from the one in the previously written status:
