@@ -24,9 +24,14 @@ pub fn unit_hash(text: &str) -> UnitHash {
 /// HTML-safe escapes for `<`, `>`, `&`, `\u2028`/`\u2029`, short escapes only
 /// for `\n`, `\r`, `\t`, other control bytes as `\u00XX`.
 pub fn go_json_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
+    let mut out = String::with_capacity(s.len() + s.len() / 8 + 2);
     out.push('"');
-    for c in s.chars() {
+    // Copy runs of characters that need no escape in one go.
+    let mut rest = s;
+    while let Some(at) = rest.find(|c: char| needs_escape(c)) {
+        out.push_str(&rest[..at]);
+        let c = rest[at..].chars().next().unwrap_or('\0');
+        rest = &rest[at + c.len_utf8()..];
         match c {
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
@@ -36,14 +41,18 @@ pub fn go_json_string(s: &str) -> String {
             '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => {
                 let _ = write!(out, "\\u{:04x}", c as u32);
             }
-            c if (c as u32) < 0x20 => {
+            c => {
                 let _ = write!(out, "\\u{:04x}", c as u32);
             }
-            c => out.push(c),
         }
     }
+    out.push_str(rest);
     out.push('"');
     out
+}
+
+fn needs_escape(c: char) -> bool {
+    matches!(c, '"' | '\\' | '<' | '>' | '&' | '\u{2028}' | '\u{2029}') || (c as u32) < 0x20
 }
 
 pub fn unit_key(hash: &UnitHash) -> String {

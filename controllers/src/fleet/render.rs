@@ -113,7 +113,7 @@ fn render_replica(
     FleetUnit { name, text, hash }
 }
 
-fn exec(key: &str, words: Vec<String>) -> UnitOption {
+fn exec(key: &'static str, words: Vec<String>) -> UnitOption {
     UnitOption::new("Service", key, wrap_words(key, &words))
 }
 

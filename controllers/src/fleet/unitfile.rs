@@ -4,19 +4,26 @@
 //! the one fleet computes.
 
 use super::quote::MAX_LINE_BYTES;
+use std::borrow::Cow;
 
+/// Section and option names are the renderer's constants (borrowed, no
+/// allocation per unit) or, when read back from text, owned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnitOption {
-    pub section: String,
-    pub name: String,
+    pub section: Cow<'static, str>,
+    pub name: Cow<'static, str>,
     pub value: String,
 }
 
 impl UnitOption {
-    pub fn new(section: &str, name: &str, value: impl Into<String>) -> Self {
+    pub fn new(
+        section: impl Into<Cow<'static, str>>,
+        name: impl Into<Cow<'static, str>>,
+        value: impl Into<String>,
+    ) -> Self {
         UnitOption {
-            section: section.to_string(),
-            name: name.to_string(),
+            section: section.into(),
+            name: name.into(),
             value: value.into(),
         }
     }
@@ -28,11 +35,16 @@ impl UnitOption {
 pub fn serialize(options: &[UnitOption]) -> String {
     let mut sections: Vec<&str> = Vec::new();
     for o in options {
-        if !sections.contains(&o.section.as_str()) {
+        if !sections.contains(&o.section.as_ref()) {
             sections.push(&o.section);
         }
     }
-    let mut out = String::new();
+    let size: usize = options
+        .iter()
+        .map(|o| o.name.len() + o.value.len() + 2)
+        .sum::<usize>()
+        + sections.iter().map(|s| s.len() + 4).sum::<usize>();
+    let mut out = String::with_capacity(size);
     for (i, section) in sections.iter().enumerate() {
         out.push('[');
         out.push_str(section);
@@ -86,8 +98,8 @@ pub fn deserialize(text: &str) -> Result<Vec<UnitOption>, String> {
             value.push_str(next.trim_end_matches('\r'));
         }
         options.push(UnitOption {
-            section: current,
-            name: name.trim().to_string(),
+            section: Cow::Owned(current),
+            name: Cow::Owned(name.trim().to_string()),
             value: value.trim().to_string(),
         });
     }
