@@ -8,7 +8,6 @@ mod logging;
 mod table;
 
 use clap::Parser;
-
 use cli::{Cli, Command, LogFormat};
 use std::process::ExitCode;
 

@@ -5,7 +5,7 @@ mod support;
 
 use kaylee_controllers::etcd::EtcdConfig;
 use kaylee_controllers::runtime::{
-    Cache, EtcdPrefix, EventStream, Listing, Source, SourceError, informer,
+    Cache, EtcdPrefix, EventStream, Keep, Listing, Source, SourceError, informer,
 };
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -23,12 +23,12 @@ struct StaleFirst {
 }
 
 impl Source for StaleFirst {
-    async fn list(&self) -> Result<Listing, SourceError> {
+    async fn list_keeping(&self, keep: &Keep<'_>) -> Result<Listing, SourceError> {
         self.lists.fetch_add(1, Ordering::SeqCst);
         let stale = self.stale.lock().map(|mut s| s.take()).unwrap_or(None);
         match stale {
             Some(listing) => Ok(listing),
-            None => self.real.list().await,
+            None => self.real.list_keeping(keep).await,
         }
     }
 
@@ -121,4 +121,43 @@ async fn a_compacted_watch_relists_and_converges() {
     );
     stop.cancel();
     task.await.expect("informer stops");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listing_holds_only_the_keys_its_cache_wants() {
+    let etcd = Etcd::start();
+    let config = EtcdConfig {
+        endpoints: vec![etcd.endpoint()],
+        ..EtcdConfig::default()
+    };
+    let client = config.connect().await.expect("connect");
+    let mut kv = client.kv_client();
+    for key in [
+        "/t/a/object",
+        "/t/a/target-state",
+        "/t/b/object",
+        "/u/c/object",
+    ] {
+        kv.put(key, "x", None).await.expect("put");
+    }
+    // Like the jobs cache: job objects only.
+    let cache = Cache::new(|k| {
+        k.strip_prefix("/t/")
+            .and_then(|k| k.strip_suffix("/object"))
+            .map(str::to_string)
+    });
+    let source = EtcdPrefix::new(client.clone(), config.clone(), "/t/");
+    let keys = |l: &Listing| l.items.iter().map(|i| i.key.clone()).collect::<Vec<_>>();
+
+    let kept = source
+        .list_keeping(&|k| cache.wants(k))
+        .await
+        .expect("list");
+    assert_eq!(keys(&kept), ["/t/a/object", "/t/b/object"]);
+    let all = source.list().await.expect("list");
+    assert_eq!(
+        keys(&all),
+        ["/t/a/object", "/t/a/target-state", "/t/b/object"]
+    );
+    assert_eq!(kept.revision, all.revision, "nothing was written between");
 }

@@ -9,7 +9,9 @@ use futures::StreamExt;
 use kaylee_controllers::etcd::EtcdConfig;
 use kaylee_controllers::etcd::v2::V2Client;
 use kaylee_controllers::registry::V2Prefix;
-use kaylee_controllers::runtime::{Cache, EventStream, Listing, Source, SourceError, informer};
+use kaylee_controllers::runtime::{
+    Cache, EventStream, Keep, Listing, Source, SourceError, informer,
+};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -98,6 +100,15 @@ async fn only_keys_under_the_prefix_and_whole_directories_go() {
             job_key("k:a:1:2:1.service", "target-state")
         ]
     );
+    let objects = source
+        .list_keeping(&|k| k.ends_with("/object"))
+        .await
+        .expect("list");
+    assert_eq!(
+        objects.items.iter().map(|i| &i.key).collect::<Vec<_>>(),
+        [&job_key("k:a:1:2:1.service", "object")],
+        "a listing keeps only what its cache wants"
+    );
 
     let cache = cache();
     let stop = CancellationToken::new();
@@ -141,12 +152,12 @@ struct ListedLongAgo {
 }
 
 impl Source for ListedLongAgo {
-    async fn list(&self) -> Result<Listing, SourceError> {
+    async fn list_keeping(&self, keep: &Keep<'_>) -> Result<Listing, SourceError> {
         self.lists.fetch_add(1, Ordering::SeqCst);
         let old = self.old.lock().expect("lock").take();
         match old {
             Some(listing) => Ok(listing),
-            None => self.inner.list().await,
+            None => self.inner.list_keeping(keep).await,
         }
     }
 

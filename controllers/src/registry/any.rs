@@ -8,7 +8,7 @@ use crate::etcd::v2::V2Client;
 use crate::etcd::{EtcdConfig, EtcdError};
 use crate::keys::FleetKeys;
 use crate::runtime::election::Fence;
-use crate::runtime::{EtcdPrefix, EventStream, Listing, Source, SourceError};
+use crate::runtime::{EtcdPrefix, EventStream, Keep, Listing, Source, SourceError};
 use etcd_client::Client;
 use std::fmt;
 use std::str::FromStr;
@@ -89,10 +89,10 @@ impl AnyRegistry {
 }
 
 impl Source for AnySource {
-    async fn list(&self) -> Result<Listing, SourceError> {
+    async fn list_keeping(&self, keep: &Keep<'_>) -> Result<Listing, SourceError> {
         match self {
-            AnySource::V2(s) => s.list().await,
-            AnySource::V3(s) => s.list().await,
+            AnySource::V2(s) => s.list_keeping(keep).await,
+            AnySource::V3(s) => s.list_keeping(keep).await,
         }
     }
 

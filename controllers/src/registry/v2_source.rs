@@ -3,7 +3,7 @@
 //! one event per poll. Only keys starting with the prefix get through.
 
 use crate::etcd::v2::{Answer, Polled, V2Client, V2Error, code};
-use crate::runtime::{EventStream, Item, Listing, Source, SourceError, WatchEvent};
+use crate::runtime::{EventStream, Item, Keep, Listing, Source, SourceError, WatchEvent};
 use std::time::Duration;
 
 /// How long one long poll may stay open. etcd itself never ends an idle
@@ -98,7 +98,7 @@ struct Watching {
 }
 
 impl Source for V2Prefix {
-    async fn list(&self) -> Result<Listing, SourceError> {
+    async fn list_keeping(&self, keep: &Keep<'_>) -> Result<Listing, SourceError> {
         let answer = match self.client.get(&self.dir, true).await {
             Ok(answer) => answer,
             // No directory yet: nothing listed, as of etcd's current index.
@@ -114,7 +114,7 @@ impl Source for V2Prefix {
             .node
             .leaves()
             .into_iter()
-            .filter(|n| n.key.starts_with(&self.prefix))
+            .filter(|n| n.key.starts_with(&self.prefix) && keep(&n.key))
             .map(|n| Item {
                 key: n.key.clone(),
                 value: n.value.clone().unwrap_or_default().into_bytes(),

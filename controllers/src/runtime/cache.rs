@@ -3,7 +3,7 @@
 //! whole cache.
 
 use dashmap::DashMap;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -69,6 +69,11 @@ impl Cache {
         self.entries.is_empty()
     }
 
+    /// Whether `key` belongs in this cache at all.
+    pub fn wants(&self, key: &str) -> bool {
+        (self.name_of)(key).is_some()
+    }
+
     pub fn is_synced(&self) -> bool {
         *self.synced.borrow()
     }
@@ -105,25 +110,37 @@ impl Cache {
         self.generation.send_modify(|g| *g += 1);
     }
 
-    /// Stores a value; returns the unit to reconcile if anything changed.
+    /// The tests' shorthand for [`Cache::store`].
+    #[cfg(test)]
     pub(crate) fn put(&self, key: &str, value: &[u8], revision: i64) -> Option<String> {
-        let name = (self.name_of)(key)?;
+        self.store(Item {
+            key: key.to_string(),
+            value: value.to_vec(),
+            revision,
+        })
+    }
+
+    /// Stores an item; returns the unit to reconcile if anything changed.
+    /// The item is owned so that its key moves into the cache: a large
+    /// listing is never held twice.
+    pub(crate) fn store(&self, item: Item) -> Option<String> {
+        let name = (self.name_of)(&item.key)?;
         if self
             .entries
-            .get(key)
-            .is_some_and(|v| &*v.bytes == value && v.revision == revision)
+            .get(&item.key)
+            .is_some_and(|v| *v.bytes == *item.value && v.revision == item.revision)
         {
             return None;
         }
         let value = Value {
-            bytes: Arc::from(value),
-            revision,
+            bytes: Arc::from(item.value),
+            revision: item.revision,
         };
-        self.entries.insert(key.to_string(), value);
         self.index
             .entry(name.clone())
             .or_default()
-            .insert(key.to_string());
+            .insert(item.key.clone());
+        self.entries.insert(item.key, value);
         Some(name)
     }
 
@@ -151,19 +168,20 @@ impl Cache {
     /// Replaces the whole content after a (re)list; returns every unit whose
     /// keys changed, so a relist enqueues exactly what it missed.
     pub(crate) fn replace(&self, items: Vec<Item>) -> BTreeSet<String> {
-        let fresh: HashMap<String, Item> = items.into_iter().map(|i| (i.key.clone(), i)).collect();
+        let stale: Vec<String> = {
+            let fresh: HashSet<&str> = items.iter().map(|i| i.key.as_str()).collect();
+            self.entries
+                .iter()
+                .filter(|e| !fresh.contains(e.key().as_str()))
+                .map(|e| e.key().clone())
+                .collect()
+        };
         let mut changed = BTreeSet::new();
-        let stale: Vec<String> = self
-            .entries
-            .iter()
-            .filter(|e| !fresh.contains_key(e.key()))
-            .map(|e| e.key().clone())
-            .collect();
         for key in stale {
             changed.extend(self.delete(&key));
         }
-        for (key, item) in &fresh {
-            changed.extend(self.put(key, &item.value, item.revision));
+        for item in items {
+            changed.extend(self.store(item));
         }
         changed
     }

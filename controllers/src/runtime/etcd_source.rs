@@ -1,6 +1,6 @@
 //! An informer source over one etcd v3 key prefix.
 
-use super::informer::{EventStream, Item, Listing, Source, SourceError, WatchEvent};
+use super::informer::{EventStream, Item, Keep, Listing, Source, SourceError, WatchEvent};
 use crate::etcd::EtcdConfig;
 use etcd_client::{Client, EventType, GetOptions, WatchOptions};
 
@@ -48,7 +48,7 @@ fn failed(e: impl std::fmt::Display) -> SourceError {
 }
 
 impl Source for EtcdPrefix {
-    async fn list(&self) -> Result<Listing, SourceError> {
+    async fn list_keeping(&self, keep: &Keep<'_>) -> Result<Listing, SourceError> {
         let mut kv = self
             .client
             .kv_client()
@@ -71,7 +71,9 @@ impl Source for EtcdPrefix {
             }
             for item in resp.kvs() {
                 // Keys that are not UTF-8 were not written by Kaylee or fleet.
-                if let Ok(key) = item.key_str() {
+                if let Ok(key) = item.key_str()
+                    && keep(key)
+                {
                     listing.items.push(Item {
                         key: key.to_string(),
                         value: item.value().to_vec(),

@@ -57,10 +57,23 @@ pub enum SourceError {
 
 pub type EventStream = Pin<Box<dyn Stream<Item = Result<Vec<WatchEvent>, SourceError>> + Send>>;
 
+/// Which listed keys to keep: a source drops the rest as it reads, so a
+/// listing never holds what its cache would not (fleet's target-state and
+/// unit keys beside the job objects, at a new leader's first list).
+pub type Keep<'a> = dyn Fn(&str) -> bool + Send + Sync + 'a;
+
 /// Where an informer reads from: etcd v3 (a key prefix) or, for real fleet,
 /// etcd's v2 keys API.
 pub trait Source: Send + Sync + 'static {
-    fn list(&self) -> impl Future<Output = Result<Listing, SourceError>> + Send;
+    /// A consistent listing of the keys `keep` accepts.
+    fn list_keeping(
+        &self,
+        keep: &Keep<'_>,
+    ) -> impl Future<Output = Result<Listing, SourceError>> + Send;
+    /// A consistent listing of every key.
+    fn list(&self) -> impl Future<Output = Result<Listing, SourceError>> + Send {
+        async move { self.list_keeping(&|_| true).await }
+    }
     /// Events after `revision` (that is, from `revision + 1`).
     fn watch(&self, revision: i64)
     -> impl Future<Output = Result<EventStream, SourceError>> + Send;
@@ -89,8 +102,9 @@ pub async fn run<S: Source>(
             metrics::counter!("kaylee_informer_relists_total", "informer" => name).increment(1);
         }
         first = false;
+        let keep = |key: &str| cache.wants(key);
         let listing = tokio::select! {
-            l = source.list() => l,
+            l = source.list_keeping(&keep) => l,
             _ = stop.cancelled() => return,
         };
         let listing = match listing {
@@ -139,14 +153,21 @@ pub async fn run<S: Source>(
                 Some(Ok(events)) => {
                     backoff.reset();
                     for event in events {
-                        let changed: BTreeSet<String> = match &event {
+                        let changed: BTreeSet<String> = match event {
                             WatchEvent::Put {
                                 key,
                                 value,
                                 revision,
-                            } => cache.put(key, value, *revision).into_iter().collect(),
-                            WatchEvent::Delete { key } => cache.delete(key).into_iter().collect(),
-                            WatchEvent::DeletePrefix { prefix } => cache.delete_prefix(prefix),
+                            } => cache
+                                .store(Item {
+                                    key,
+                                    value,
+                                    revision,
+                                })
+                                .into_iter()
+                                .collect(),
+                            WatchEvent::Delete { key } => cache.delete(&key).into_iter().collect(),
+                            WatchEvent::DeletePrefix { prefix } => cache.delete_prefix(&prefix),
                         };
                         for unit in changed {
                             on_change(&unit);

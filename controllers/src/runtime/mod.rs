@@ -10,5 +10,5 @@ pub mod queue;
 
 pub use cache::Cache;
 pub use etcd_source::EtcdPrefix;
-pub use informer::{EventStream, Item, Listing, Source, SourceError, WatchEvent};
+pub use informer::{EventStream, Item, Keep, Listing, Source, SourceError, WatchEvent};
 pub use queue::WorkQueue;
