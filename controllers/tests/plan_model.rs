@@ -209,6 +209,19 @@ fn run_model(
                 },
             );
         }
+        // What a status written with these writes reports is what fleet
+        // then holds.
+        let predicted: BTreeMap<String, UnitHash> = p
+            .applied_to(&observed)
+            .iter()
+            .map(|o| (o.name.to_name(), o.unit_hash))
+            .collect();
+        prop_assert_eq!(
+            predicted,
+            current_set(&fleet),
+            "applied_to at step {}",
+            step
+        );
         fleet.now += TICK;
 
         if step > last_change && p.is_empty() && p.requeue_after.is_none() {

@@ -10,7 +10,7 @@ use crate::etcd::{EtcdConfig, EtcdError};
 use crate::fleet::{RenderOptions, render};
 use crate::keys::{FleetKeys, JobField, KayleeKeys};
 use crate::registry::{ApplyError, FleetOp, FleetRegistry};
-use crate::runtime::coalesce::{Coalescer, WriteError};
+use crate::runtime::coalesce::WriteError;
 use crate::runtime::election::Fence;
 use crate::runtime::{Cache, EtcdPrefix, WorkQueue, informer};
 use crate::spec;
@@ -58,7 +58,6 @@ pub struct UnitsController<R: FleetRegistry> {
     fleet: FleetKeys,
     registry: Arc<R>,
     config: ControllerConfig,
-    writes: Arc<Coalescer<FleetOp>>,
     statuses: Statuses,
     units: Arc<Cache>,
     restarts: Arc<Cache>,
@@ -83,7 +82,7 @@ impl<R: FleetRegistry> UnitsController<R> {
         let fleet = registry.keys().clone();
         let registry = Arc::new(registry);
         let writes = writer(registry.clone(), fence.clone(), config.max_txn_ops);
-        let statuses = Statuses::new(&etcd, writes.clone());
+        let statuses = Statuses::new(&etcd, writes);
         let dir = |d: String| move |k: &str| KayleeKeys::name_in(&d, k).map(str::to_string);
         let fk = fleet.clone();
         Arc::new(UnitsController {
@@ -105,7 +104,6 @@ impl<R: FleetRegistry> UnitsController<R> {
             fleet,
             registry,
             config,
-            writes,
             statuses,
             queue: WorkQueue::new(),
             timeline: Timeline::default(),
@@ -346,23 +344,13 @@ impl<R: FleetRegistry> UnitsController<R> {
         let observed = observe(name, &self.fleet, &self.jobs, &self.states, &self.timeline);
         let plan = plan(desired, &observed, self.config.start_timeout);
 
-        // Once our writes show, the status reports fleet as it is now, so
-        // the reconcile their events trigger finds no new status to write.
+        // The status goes in the same transaction as the fleet writes and
+        // reports fleet as they leave it, so the reconcile their events
+        // trigger finds nothing new to write.
         let (observed, after) = if plan.is_empty() {
             (observed, None)
         } else {
-            let ops: Vec<FleetOp> = plan
-                .destroy
-                .iter()
-                .map(|n| FleetOp::Destroy { name: n.clone() })
-                .chain(plan.create.iter().map(|u| FleetOp::Create {
-                    name: u.name.to_name(),
-                    text: u.text.clone(),
-                }))
-                .collect();
-            self.writes.submit(ops).await.map_err(apply_error)?;
-            self.await_own_writes(&plan.destroy, &plan.create).await?;
-            let observed = observe(name, &self.fleet, &self.jobs, &self.states, &self.timeline);
+            let observed = plan.applied_to(&observed);
             let after = super::plan::plan(desired, &observed, self.config.start_timeout);
             (observed, Some(after))
         };
@@ -391,10 +379,23 @@ impl<R: FleetRegistry> UnitsController<R> {
         if deleted {
             self.timeline.forget(name);
         }
+        let ops: Vec<FleetOp> = plan
+            .destroy
+            .iter()
+            .map(|n| FleetOp::Destroy { name: n.clone() })
+            .chain(plan.create.iter().map(|u| FleetOp::Create {
+                name: u.name.to_name(),
+                text: u.text.clone(),
+            }))
+            .collect();
         self.statuses
-            .publish(name, status)
+            .publish(name, status, ops)
             .await
             .map_err(apply_error)?;
+        // The next reconcile of this unit must see these writes.
+        if !plan.is_empty() {
+            self.await_own_writes(&plan.destroy, &plan.create).await?;
+        }
         if !plan.is_empty() {
             tracing::info!(
                 unit = name,

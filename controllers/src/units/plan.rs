@@ -72,6 +72,25 @@ impl Plan {
     pub fn is_empty(&self) -> bool {
         self.destroy.is_empty() && self.create.is_empty()
     }
+
+    /// `observed` as this plan's writes leave it: what a status written in
+    /// the same transaction as the writes must report. New jobs are just
+    /// created: not running, age zero.
+    pub fn applied_to(&self, observed: &[ObservedJob]) -> Vec<ObservedJob> {
+        let gone: HashSet<&str> = self.destroy.iter().map(String::as_str).collect();
+        let kept = observed
+            .iter()
+            .filter(|o| gone.is_empty() || !gone.contains(o.name.to_name().as_str()))
+            .cloned();
+        let created = self.create.iter().map(|u| ObservedJob {
+            name: u.name.clone(),
+            unit_hash: u.hash,
+            running_on: 0,
+            age: Duration::ZERO,
+            running_for: None,
+        });
+        kept.chain(created).collect()
+    }
 }
 
 pub fn plan(desired: Desired<'_>, observed: &[ObservedJob], start_timeout: Duration) -> Plan {

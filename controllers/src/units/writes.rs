@@ -83,28 +83,38 @@ impl Statuses {
             .and_then(|s| serde_json::from_str::<UnitStatus>(&s).ok())
     }
 
-    /// Writes (or, for a deleted unit, removes) the status key when it
-    /// changed; logs an invalid unit once per distinct error.
-    pub async fn publish(&self, name: &str, status: Option<UnitStatus>) -> Result<(), WriteError> {
+    /// Writes `fleet_ops` and, in the same batch after them, the status key
+    /// of `name` (removed for a deleted unit) when it changed; logs an
+    /// invalid unit once per distinct error.
+    pub async fn publish(
+        &self,
+        name: &str,
+        status: Option<UnitStatus>,
+        fleet_ops: Vec<FleetOp>,
+    ) -> Result<(), WriteError> {
         let json = status.as_ref().map(UnitStatus::to_json);
         let previous = self.written.get(name).map(|v| v.clone());
-        if json == previous {
-            return Ok(());
-        }
+        let changed = json != previous;
         if let Some(error) = status.as_ref().and_then(|s| s.error.as_ref())
+            && changed
             && newly_invalid(previous.as_deref(), error)
         {
             tracing::warn!(unit = name, %error, "unit is invalid; its fleet units are left as they are");
         }
-        let write = FleetOp::Status {
-            key: self.keys.status(name),
-            json: json.clone(),
-        };
-        self.writes.submit(vec![write]).await?;
-        match json {
-            Some(j) => self.written.insert(name.to_string(), j),
-            None => self.written.remove(name).map(|(_, v)| v),
-        };
+        let mut ops = fleet_ops;
+        if changed {
+            ops.push(FleetOp::Status {
+                key: self.keys.status(name),
+                json: json.clone(),
+            });
+        }
+        self.writes.submit(ops).await?;
+        if changed {
+            match json {
+                Some(j) => self.written.insert(name.to_string(), j),
+                None => self.written.remove(name).map(|(_, v)| v),
+            };
+        }
         Ok(())
     }
 }
