@@ -2,18 +2,16 @@
 //! writes. One instance lives for one leadership term, with fresh caches, so
 //! a new leader trusts nothing but what etcd says.
 
-use super::observe::{Timeline, observe};
-use super::plan::{Desired, Phase, plan};
-use super::status::UnitStatus;
+use super::observe::Timeline;
 use super::writes::{Statuses, writer};
 use crate::etcd::{EtcdConfig, EtcdError};
-use crate::fleet::{RenderOptions, render};
+use crate::fleet::RenderOptions;
 use crate::keys::{FleetKeys, JobField, KayleeKeys};
-use crate::registry::{ApplyError, FleetOp, FleetRegistry};
-use crate::runtime::coalesce::WriteError;
+use crate::registry::{ApplyError, FleetRegistry};
 use crate::runtime::election::Fence;
 use crate::runtime::{Cache, EtcdPrefix, WorkQueue, informer};
-use crate::spec;
+
+mod reconcile;
 use etcd_client::Client;
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -21,9 +19,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-
-/// How long a reconcile waits for its own writes to show in the caches.
-const READ_YOUR_WRITES: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone)]
 pub struct ControllerConfig {
@@ -312,132 +307,5 @@ impl<R: FleetRegistry> UnitsController<R> {
                 self.queue.add_rate_limited(name);
             }
         }
-    }
-
-    /// One level-triggered pass over one unit. Returns when to look again
-    /// even without events (a rollout timer), if ever.
-    pub async fn reconcile(&self, name: &str) -> Result<Option<Duration>, ReconcileError> {
-        let started = Instant::now();
-        let key = self.keys.unit(name);
-        let stored = self.units.get(&key);
-        let parsed = stored
-            .as_ref()
-            .map(|v| spec::from_stored(&v.bytes, &key, name).map_err(|e| e.to_string()));
-        let restart = self.restarts.get(&self.keys.restart(name));
-        let marker = restart
-            .as_ref()
-            .map(|v| String::from_utf8_lossy(&v.bytes).into_owned())
-            .unwrap_or_default();
-        let restart_revision = restart.as_ref().map(|v| v.revision).unwrap_or(0);
-        let rendered = match &parsed {
-            Some(Ok(unit)) => Some((unit, render(unit, &marker, &self.config.render))),
-            _ => None,
-        };
-        let desired = match (&parsed, &rendered) {
-            (None, _) => Desired::Absent,
-            (Some(Err(_)), _) | (_, None) => Desired::Invalid,
-            (Some(Ok(_)), Some((unit, r))) => Desired::Present {
-                rendered: r,
-                startup_delay: Duration::from_secs(u64::from(unit.spec.startup_delay.unwrap_or(0))),
-            },
-        };
-        let observed = observe(name, &self.fleet, &self.jobs, &self.states, &self.timeline);
-        let plan = plan(desired, &observed, self.config.start_timeout);
-
-        // The status goes in the same transaction as the fleet writes and
-        // reports fleet as they leave it, so the reconcile their events
-        // trigger finds nothing new to write.
-        let (observed, after) = if plan.is_empty() {
-            (observed, None)
-        } else {
-            let observed = plan.applied_to(&observed);
-            let after = super::plan::plan(desired, &observed, self.config.start_timeout);
-            (observed, Some(after))
-        };
-        let now = after.as_ref().unwrap_or(&plan);
-
-        let revision = stored.as_ref().map(|v| v.revision).unwrap_or(0);
-        let status = match (&parsed, &rendered) {
-            (Some(Err(error)), _) => Some(UnitStatus {
-                error: Some(error.clone()),
-                ..UnitStatus::new("", revision, 0, &observed, now)
-            }),
-            (Some(Ok(_)), Some((unit, r))) => Some(UnitStatus::new(
-                &r.spec_hash,
-                revision,
-                unit.desired_replicas(),
-                &observed,
-                now,
-            )),
-            _ => None,
-        };
-        let status = status.map(|s| UnitStatus {
-            restart_revision,
-            ..s
-        });
-        let deleted = now.phase == Phase::Deleted;
-        if deleted {
-            self.timeline.forget(name);
-        }
-        let ops: Vec<FleetOp> = plan
-            .destroy
-            .iter()
-            .map(|n| FleetOp::Destroy { name: n.clone() })
-            .chain(plan.create.iter().map(|u| FleetOp::Create {
-                name: u.name.to_name(),
-                text: u.text.clone(),
-            }))
-            .collect();
-        self.statuses
-            .publish(name, status, ops)
-            .await
-            .map_err(apply_error)?;
-        // The next reconcile of this unit must see these writes.
-        if !plan.is_empty() {
-            self.await_own_writes(&plan.destroy, &plan.create).await?;
-        }
-        if !plan.is_empty() {
-            tracing::info!(
-                unit = name,
-                phase = ?plan.phase,
-                created = plan.create.len(),
-                destroyed = plan.destroy.len(),
-                duration_ms = started.elapsed().as_millis() as u64,
-                "reconciled"
-            );
-        } else {
-            tracing::debug!(unit = name, phase = ?plan.phase, "nothing to do");
-        }
-        Ok(now.requeue_after)
-    }
-
-    /// Waits until the jobs cache shows what was just written, so the next
-    /// plan never repeats (or contradicts) this one.
-    async fn await_own_writes(
-        &self,
-        destroyed: &[String],
-        created: &[crate::fleet::FleetUnit],
-    ) -> Result<(), ReconcileError> {
-        let object = |n: &str| format!("{}object", self.fleet.job(n));
-        let gone: Vec<String> = destroyed.iter().map(|n| object(n)).collect();
-        let there: Vec<String> = created.iter().map(|u| object(&u.name.to_name())).collect();
-        let seen = self
-            .jobs
-            .wait_until(READ_YOUR_WRITES, |c| {
-                gone.iter().all(|k| c.get(k).is_none()) && there.iter().all(|k| c.get(k).is_some())
-            })
-            .await;
-        if seen {
-            Ok(())
-        } else {
-            Err(ReconcileError::Unconfirmed(READ_YOUR_WRITES))
-        }
-    }
-}
-
-fn apply_error(e: WriteError) -> ReconcileError {
-    match e {
-        WriteError::Fenced => ApplyError::Fenced.into(),
-        WriteError::Failed(why) => ApplyError::Failed(why).into(),
     }
 }
