@@ -47,11 +47,7 @@ fn wait_fleet_units(endpoint: &str, flags: &[&str], unit: &str, n: usize) {
 async fn tls_settings_reach_the_v2_api() {
     let pki = Pki::new();
     let etcd = TlsEtcd::start(&pki);
-    let (ca, cert, key) = (
-        pki.path("ca.pem"),
-        pki.path("client.pem"),
-        pki.path("client.key"),
-    );
+    let (ca, cert, key) = pki.client_files();
     let flags = pki.client_flags();
     let tls: Vec<&str> = flags.iter().map(String::as_str).collect();
     let server = Server::start_on(&etcd.endpoint, "s1", Api::V2, &tls);

@@ -25,11 +25,7 @@ fn fails_with(endpoint: &str, args: &[&str], expected: &[&str]) {
 fn tls_mistakes_are_reported_clearly() {
     let pki = Pki::new();
     let etcd = TlsEtcd::start(&pki);
-    let (ca, cert, key) = (
-        pki.path("ca.pem"),
-        pki.path("client.pem"),
-        pki.path("client.key"),
-    );
+    let (ca, cert, key) = pki.client_files();
     let flags = pki.client_flags();
     let right: Vec<&str> = flags.iter().map(String::as_str).collect();
     let mut ls = right.to_vec();

@@ -7,7 +7,7 @@
 
 use crate::server::{self, Flags, Server};
 use crate::specs;
-use crate::watch::{self, Watcher};
+use crate::watch::Watcher;
 use crate::{Bench, seed};
 use anyhow::{Result, bail};
 use etcd_client::GetOptions;
@@ -78,23 +78,11 @@ async fn takeover(
     let client = &bench.client;
     let unit = specs::unit(unit_index, VERSION)?;
     let names = specs::fleet_names(&unit.rendered);
-    let watcher = Watcher::start(
-        client,
-        &bench.fleet.prefix,
-        watch::revision(client).await?,
-        false,
-    )
-    .await?;
+    let watcher = Watcher::from_now(client, &bench.fleet.prefix).await?;
     let limit = Duration::from_secs(flags.lease_ttl_s + 60);
     let port = standby.port();
 
-    let leader_keys = Watcher::start(
-        client,
-        "/kaylee/leader/",
-        watch::revision(client).await?,
-        false,
-    )
-    .await?;
+    let leader_keys = Watcher::from_now(client, "/kaylee/leader/").await?;
 
     let log_before = leader.log().len();
     let sent = Instant::now();

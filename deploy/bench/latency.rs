@@ -3,7 +3,7 @@
 //! job of its new spec (the surge unit of the rolling update).
 
 use crate::specs;
-use crate::watch::{self, Watcher};
+use crate::watch::Watcher;
 use crate::{Bench, seed};
 use anyhow::Result;
 use etcd_client::{Compare, CompareOp, DeleteOptions, Txn, TxnOp};
@@ -24,8 +24,7 @@ pub async fn etcd_floor(bench: &Bench, units: usize, samples: usize) -> Result<L
     const FLOOR: &str = "/bench/floor/";
     let client = &bench.client;
     let fleet = FleetKeys::new(&format!("{FLOOR}fleet/"), "k");
-    let watcher =
-        Watcher::start(client, &fleet.prefix, watch::revision(client).await?, false).await?;
+    let watcher = Watcher::from_now(client, &fleet.prefix).await?;
     let mut kv = client.kv_client();
     let fence_key = format!("{FLOOR}leader");
     let fence = kv.put(fence_key.clone(), "floor", None).await?;
@@ -73,13 +72,7 @@ pub struct Latency {
 
 pub async fn run(bench: &Bench, units: usize, samples: usize) -> Result<Latency> {
     let client = &bench.client;
-    let watcher = Watcher::start(
-        client,
-        &bench.fleet.prefix,
-        watch::revision(client).await?,
-        false,
-    )
-    .await?;
+    let watcher = Watcher::from_now(client, &bench.fleet.prefix).await?;
     // Spread over the keyspace, every unit at most once.
     let stride = (units / samples.max(1)).max(1);
     let mut ms = Vec::with_capacity(samples);

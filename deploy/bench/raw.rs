@@ -93,8 +93,7 @@ pub async fn run(bench: &Bench, units: &[BenchUnit], max_ops: usize) -> Result<T
     let fence_rev = fence.header().map(|h| h.revision()).unwrap_or(0);
     let batches = batches(units, keys, max_ops);
     let jobs: usize = units.iter().map(|u| u.rendered.units.len()).sum();
-    let watcher =
-        Watcher::start(client, &keys.prefix, watch::revision(client).await?, false).await?;
+    let watcher = Watcher::from_now(client, &keys.prefix).await?;
 
     let start = Start::now(bench).await?;
     for ops in batches {

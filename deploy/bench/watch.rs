@@ -34,6 +34,11 @@ pub struct Watcher {
 }
 
 impl Watcher {
+    /// Watches `prefix` from now on, counting puts only.
+    pub async fn from_now(client: &Client, prefix: &str) -> Result<Watcher> {
+        Watcher::start(client, prefix, revision(client).await?, false).await
+    }
+
     /// Watches `prefix` from just after `revision`. `keep_keys` records every
     /// put key (for small prefixes only).
     pub async fn start(

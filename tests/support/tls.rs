@@ -67,6 +67,15 @@ impl Pki {
         self.dir.path().join(file).display().to_string()
     }
 
+    /// The CA, the client certificate and the client key.
+    pub fn client_files(&self) -> (String, String, String) {
+        (
+            self.path("ca.pem"),
+            self.path("client.pem"),
+            self.path("client.key"),
+        )
+    }
+
     /// `--etcd-cacert … --etcd-cert … --etcd-key …` for the client
     /// certificate.
     pub fn client_flags(&self) -> Vec<String> {
