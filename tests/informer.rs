@@ -3,6 +3,7 @@
 
 mod support;
 
+use etcd_client::Client;
 use kaylee_controllers::etcd::EtcdConfig;
 use kaylee_controllers::runtime::{
     Cache, EtcdPrefix, EventStream, Keep, Listing, Source, SourceError, informer,
@@ -45,14 +46,18 @@ fn contents(cache: &Cache, names: &[&str]) -> BTreeMap<String, String> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_compacted_watch_relists_and_converges() {
-    let etcd = Etcd::start();
+async fn connect(etcd: &Etcd) -> (Client, EtcdConfig) {
     let config = EtcdConfig {
         endpoints: vec![etcd.endpoint()],
         ..EtcdConfig::default()
     };
-    let client = config.connect().await.expect("connect");
+    (config.connect().await.expect("connect"), config)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compacted_watch_relists_and_converges() {
+    let etcd = Etcd::start();
+    let (client, config) = connect(&etcd).await;
     let mut kv = client.kv_client();
     kv.put("/t/a", "1", None).await.expect("put");
     kv.put("/t/b", "2", None).await.expect("put");
@@ -126,11 +131,7 @@ async fn a_compacted_watch_relists_and_converges() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_listing_holds_only_the_keys_its_cache_wants() {
     let etcd = Etcd::start();
-    let config = EtcdConfig {
-        endpoints: vec![etcd.endpoint()],
-        ..EtcdConfig::default()
-    };
-    let client = config.connect().await.expect("connect");
+    let (client, config) = connect(&etcd).await;
     let mut kv = client.kv_client();
     for key in [
         "/t/a/object",

@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail};
 use etcd_client::Client;
 use std::fs::File;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
@@ -53,8 +53,8 @@ impl Etcd {
         let peer = format!("http://127.0.0.1:{peer}");
         let name = format!("kaylee-bench-{label}");
         let log = File::create(dir.path().join("etcd.log"))?;
-        let child = Command::new(binary())
-            .args(["--name", &name, "--data-dir"])
+        let mut cmd = Command::new(binary());
+        cmd.args(["--name", &name, "--data-dir"])
             .arg(dir.path().join("data"))
             .args(["--listen-client-urls", &client])
             .args(["--advertise-client-urls", &client])
@@ -62,13 +62,8 @@ impl Etcd {
             .args(["--initial-advertise-peer-urls", &peer])
             .args(["--initial-cluster", &format!("{name}={peer}")])
             .args(["--initial-cluster-token", &name])
-            .args(["--logger=zap", "--log-outputs=stderr", "--log-level=warn"])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("starting {}", binary().display()))?;
-        procs::register(&child);
+            .args(["--logger=zap", "--log-outputs=stderr", "--log-level=warn"]);
+        let child = procs::spawn(&mut cmd, log)?;
         let mut etcd = Etcd { child, port, dir };
         etcd.wait_ready().await?;
         Ok(etcd)

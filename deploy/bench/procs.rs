@@ -6,9 +6,10 @@
 use anyhow::{Context, Result};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
+use std::fs::File;
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::PathBuf;
-use std::process::{Child, Command};
+use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -22,6 +23,18 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 pub fn register(child: &Child) {
     lock(&CHILDREN).push(child.id());
+}
+
+/// Starts `cmd` with its output in `log`, registered for clean-up.
+pub fn spawn(cmd: &mut Command, log: File) -> Result<Child> {
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("starting {}", cmd.get_program().to_string_lossy()))?;
+    register(&child);
+    Ok(child)
 }
 
 pub fn forget(pid: u32) {

@@ -9,7 +9,7 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 use tempfile::TempDir;
 
@@ -104,19 +104,13 @@ impl Server {
         if flags.v3_flag {
             cmd.args(["--fleet-etcd-api", "v3"]);
         }
-        let child = cmd
-            // The production default; `KAYLEE_BENCH_LOG` to look closer.
-            .env(
-                "RUST_LOG",
-                std::env::var("KAYLEE_BENCH_LOG").unwrap_or_else(|_| "info".into()),
-            )
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("starting {}", binary().display()))?;
-        procs::register(&child);
+        // The production default; `KAYLEE_BENCH_LOG` to look closer.
+        cmd.env(
+            "RUST_LOG",
+            std::env::var("KAYLEE_BENCH_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .env("NO_COLOR", "1");
+        let child = procs::spawn(&mut cmd, log)?;
         Ok(Server {
             child: Some(child),
             name: name.to_string(),
