@@ -431,6 +431,36 @@ async fn foreign_fleet_units_are_never_touched(api: Api) {
     );
 }
 
+async fn units_stopped_by_hand_are_launched_again(api: Api) {
+    let c = Cluster::start(api).await;
+    let server = c.server("s1");
+    c.kaylee(&["run", "deploy/examples/countly.yaml"]);
+    let records = rendered_records(&c.etcd.endpoint(), "deploy/examples/countly.yaml");
+    let snap = c
+        .fleet
+        .wait_for("4 countly jobs", WAIT, |s| s.jobs_of("countly").len() == 4)
+        .await;
+    // As `fleetctl stop` and `fleetctl unload` leave them.
+    let names: Vec<String> = snap.jobs_of("countly").into_keys().collect();
+    c.fleet
+        .put(&format!("job/{}/target-state", names[0]), "loaded")
+        .await;
+    c.fleet
+        .put(&format!("job/{}/target-state", names[2]), "inactive")
+        .await;
+    server.wait_log("Relaunching", WAIT);
+    let snap = c
+        .fleet
+        .wait_for("every countly job launched", WAIT, |s| {
+            let jobs = s.jobs_of("countly");
+            jobs.len() == 4 && jobs.values().all(|j| j.target_state == "launched")
+        })
+        .await;
+    assert_exactly(&snap, "countly", &records);
+    c.wait_status("countly", "converged", |s| s["phase"] == "converged")
+        .await;
+}
+
 async fn an_etcd_restart_makes_informers_relist_and_converge(api: Api) {
     let mut c = Cluster::start(api).await;
     let dir = tempfile::tempdir().expect("temp dir");
@@ -485,6 +515,7 @@ for_each_api!(
     rm_removes_every_fleet_unit,
     a_malformed_unit_is_reported_and_the_rest_is_served,
     foreign_fleet_units_are_never_touched,
+    units_stopped_by_hand_are_launched_again,
     an_etcd_restart_makes_informers_relist_and_converge,
     a_fresh_server_plans_nothing_for_a_converged_cluster,
 );

@@ -151,7 +151,7 @@ async fn a_listing_holds_only_the_keys_its_cache_wants() {
     let keys = |l: &Listing| l.items.iter().map(|i| i.key.clone()).collect::<Vec<_>>();
 
     let kept = source
-        .list_keeping(&|k| cache.wants(k))
+        .list_keeping(&|k, v| cache.wants(k, v))
         .await
         .expect("list");
     assert_eq!(keys(&kept), ["/t/a/object", "/t/b/object"]);

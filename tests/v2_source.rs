@@ -101,7 +101,7 @@ async fn only_keys_under_the_prefix_and_whole_directories_go() {
         ]
     );
     let objects = source
-        .list_keeping(&|k| k.ends_with("/object"))
+        .list_keeping(&|k, _| k.ends_with("/object"))
         .await
         .expect("list");
     assert_eq!(

@@ -1,9 +1,10 @@
 //! Model-based property test of the reconcile plan: a simulated fleet
 //! applies every plan, its agents start units after a random delay, and the
-//! spec changes at random moments. From any starting set and any sequence of
-//! changes, repeated planning reaches exactly the desired set, then plans
-//! nothing; and a rolling update never takes running replicas below what
-//! was asked.
+//! spec changes at random moments, and an operator stops fleet units by hand
+//! (`fleetctl stop`) at others. From any starting set and any sequence of
+//! changes, repeated planning reaches exactly the desired set, all launched,
+//! then plans nothing; and a rolling update never takes running replicas
+//! below what was asked.
 
 use kaylee_controllers::fleet::records::UnitHash;
 use kaylee_controllers::fleet::{FleetName, RenderOptions, Rendered, render};
@@ -71,6 +72,8 @@ struct SimJob {
     created: Duration,
     /// When its agent reports it running.
     starts: Duration,
+    /// Its target-state was set to something other than `launched`.
+    stopped: bool,
 }
 
 struct Fleet {
@@ -80,7 +83,7 @@ struct Fleet {
 
 impl Fleet {
     fn running(&self, j: &SimJob) -> bool {
-        self.now >= j.starts
+        !j.stopped && self.now >= j.starts
     }
 
     fn observed(&self) -> Vec<ObservedJob> {
@@ -90,8 +93,15 @@ impl Fleet {
                 name: j.name.clone(),
                 unit_hash: j.hash,
                 running_on: u32::from(self.running(j)),
-                age: self.now - j.created,
+                // As the controller's timeline: a stopped job's clock
+                // starts again when it is launched again.
+                age: if j.stopped {
+                    Duration::ZERO
+                } else {
+                    self.now - j.created
+                },
                 running_for: self.running(j).then(|| self.now - j.starts),
+                stopped: j.stopped,
             })
             .collect()
     }
@@ -114,6 +124,7 @@ fn run_model(
     initial: SpecChoice,
     changes: Vec<(u8, SpecChoice)>,
     start_delays: Vec<u8>,
+    stops: Vec<(u8, u8)>,
 ) -> Result<(), TestCaseError> {
     let opts = RenderOptions::default();
     let mut fleet = Fleet {
@@ -131,6 +142,7 @@ fn run_model(
                 hash: u.hash,
                 created: Duration::ZERO,
                 starts: Duration::ZERO,
+                stopped: false,
             },
         );
     }
@@ -140,12 +152,23 @@ fn run_model(
         step_at += usize::from(gap);
         schedule.push((step_at, choice));
     }
-    let last_change = step_at;
+    // Stops by hand: at step `at`, the job at `index` (mod the count).
+    let stops: Vec<(usize, usize)> = stops
+        .into_iter()
+        .map(|(at, index)| (usize::from(at), usize::from(index)))
+        .collect();
+    let last_change = step_at.max(stops.iter().map(|(at, _)| *at).max().unwrap_or(0));
     let mut spec = initial.clone();
     let mut settled_plans = 0;
     for step in 0..last_change + 400 {
         if let Some((_, c)) = schedule.iter().find(|(at, _)| *at == step) {
             spec = c.clone();
+        }
+        for (_, index) in stops.iter().filter(|(at, _)| *at == step) {
+            let count = fleet.jobs.len();
+            if let Some(job) = fleet.jobs.values_mut().nth(index % count.max(1)) {
+                job.stopped = true;
+            }
         }
         let unit = unit_of(&spec);
         let marker = format!("r{}", spec.restart);
@@ -172,8 +195,8 @@ fn run_model(
                 "creates only what is desired"
             );
             prop_assert!(
-                !observed_names.contains(&c.name.to_name()),
-                "never creates over an existing job"
+                fleet.jobs.get(&c.name.to_name()).is_none_or(|j| j.stopped),
+                "never creates over an existing job, except to launch a stopped one"
             );
         }
 
@@ -206,22 +229,23 @@ fn run_model(
                     hash: c.hash,
                     created: fleet.now,
                     starts: fleet.now + delay,
+                    stopped: false,
                 },
             );
         }
         // What a status written with these writes reports is what fleet
         // then holds.
-        let predicted: BTreeMap<String, UnitHash> = p
+        let predicted: BTreeMap<String, (UnitHash, bool)> = p
             .applied_to(&observed)
             .iter()
-            .map(|o| (o.name.to_name(), o.unit_hash))
+            .map(|o| (o.name.to_name(), (o.unit_hash, o.stopped)))
             .collect();
-        prop_assert_eq!(
-            predicted,
-            current_set(&fleet),
-            "applied_to at step {}",
-            step
-        );
+        let now: BTreeMap<String, (UnitHash, bool)> = fleet
+            .jobs
+            .iter()
+            .map(|(n, j)| (n.clone(), (j.hash, j.stopped)))
+            .collect();
+        prop_assert_eq!(predicted, now, "applied_to at step {}", step);
         fleet.now += TICK;
 
         if step > last_change && p.is_empty() && p.requeue_after.is_none() {
@@ -231,6 +255,10 @@ fn run_model(
                 wanted
             };
             prop_assert_eq!(current_set(&fleet), want, "an empty plan means converged");
+            prop_assert!(
+                fleet.jobs.values().all(|j| !j.stopped),
+                "an empty plan leaves nothing stopped"
+            );
             // Idempotent: planning again on the same state writes nothing.
             settled_plans += 1;
             if settled_plans >= 2 {
@@ -252,8 +280,9 @@ proptest! {
         initial in spec_choice(),
         changes in prop::collection::vec((0u8..25, spec_choice()), 0..5),
         start_delays in prop::collection::vec(0u8..6, 1..8),
+        stops in prop::collection::vec((0u8..40, any::<u8>()), 0..3),
     ) {
-        run_model(initial, changes, start_delays)?;
+        run_model(initial, changes, start_delays, stops)?;
     }
 }
 
@@ -271,5 +300,18 @@ fn a_plain_update_converges() {
         image: 1,
         ..a.clone()
     };
-    run_model(a, vec![(3, b)], vec![2, 0, 5]).expect("converges");
+    run_model(a, vec![(3, b)], vec![2, 0, 5], vec![]).expect("converges");
+}
+
+#[test]
+fn units_stopped_by_hand_are_launched_again() {
+    let a = SpecChoice {
+        replicas: Some(3),
+        per_host: None,
+        image: 0,
+        restart: 0,
+        startup_delay: 0,
+        deleted: false,
+    };
+    run_model(a, vec![], vec![1], vec![(2, 0), (3, 2), (9, 1)]).expect("converges");
 }

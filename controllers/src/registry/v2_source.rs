@@ -114,7 +114,10 @@ impl Source for V2Prefix {
             .node
             .leaves()
             .into_iter()
-            .filter(|n| n.key.starts_with(&self.prefix) && keep(&n.key))
+            .filter(|n| {
+                n.key.starts_with(&self.prefix)
+                    && keep(&n.key, n.value.as_deref().unwrap_or_default().as_bytes())
+            })
             .map(|n| Item {
                 key: n.key.clone(),
                 value: n.value.clone().unwrap_or_default().into_bytes(),

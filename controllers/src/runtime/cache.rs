@@ -11,6 +11,7 @@ use tokio::sync::watch;
 use super::informer::Item;
 
 type NameOf = Box<dyn Fn(&str) -> Option<String> + Send + Sync>;
+type KeepValue = Box<dyn Fn(&str, &[u8]) -> bool + Send + Sync>;
 
 /// A cached value and the etcd revision (v2: index) it was written at.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,6 +24,7 @@ pub struct Cache {
     entries: DashMap<String, Value>,
     index: DashMap<String, BTreeSet<String>>,
     name_of: NameOf,
+    keep_value: KeepValue,
     /// Bumped after every applied batch, so writers can wait to read their
     /// own writes.
     generation: watch::Sender<u64>,
@@ -33,10 +35,20 @@ impl Cache {
     /// `name_of` maps a key to the Kaylee unit it belongs to; keys it maps to
     /// `None` are not cached at all.
     pub fn new(name_of: impl Fn(&str) -> Option<String> + Send + Sync + 'static) -> Arc<Cache> {
+        Cache::keeping(name_of, |_, _| true)
+    }
+
+    /// A cache that also holds a key only while `keep_value` accepts its
+    /// value: a key whose new value it refuses is dropped, as if deleted.
+    pub fn keeping(
+        name_of: impl Fn(&str) -> Option<String> + Send + Sync + 'static,
+        keep_value: impl Fn(&str, &[u8]) -> bool + Send + Sync + 'static,
+    ) -> Arc<Cache> {
         Arc::new(Cache {
             entries: DashMap::new(),
             index: DashMap::new(),
             name_of: Box::new(name_of),
+            keep_value: Box::new(keep_value),
             generation: watch::channel(0).0,
             synced: watch::channel(false).0,
         })
@@ -69,9 +81,9 @@ impl Cache {
         self.entries.is_empty()
     }
 
-    /// Whether `key` belongs in this cache at all.
-    pub fn wants(&self, key: &str) -> bool {
-        (self.name_of)(key).is_some()
+    /// Whether `key`, with `value`, belongs in this cache.
+    pub fn wants(&self, key: &str, value: &[u8]) -> bool {
+        (self.name_of)(key).is_some() && (self.keep_value)(key, value)
     }
 
     pub fn is_synced(&self) -> bool {
@@ -125,6 +137,9 @@ impl Cache {
     /// listing is never held twice.
     pub(crate) fn store(&self, item: Item) -> Option<String> {
         let name = (self.name_of)(&item.key)?;
+        if !(self.keep_value)(&item.key, &item.value) {
+            return self.delete(&item.key);
+        }
         if self
             .entries
             .get(&item.key)
@@ -213,6 +228,25 @@ mod tests {
         assert_eq!(c.delete("/u/a/1"), Some("a".into()));
         assert_eq!(c.delete("/u/a/1"), None);
         assert_eq!(c.delete("/u/a/2"), Some("a".into()));
+        assert!(c.names().is_empty());
+    }
+
+    #[test]
+    fn a_value_the_cache_does_not_keep_drops_its_key() {
+        let c = Cache::keeping(
+            |k| k.strip_prefix("/u/").map(|r| r[..1].to_string()),
+            |_, v| v != b"launched",
+        );
+        assert_eq!(c.put("/u/a/state", b"launched", 1), None, "not kept");
+        assert!(!c.wants("/u/a/state", b"launched"));
+        assert!(c.wants("/u/a/state", b"loaded"));
+        assert_eq!(c.put("/u/a/state", b"loaded", 2), Some("a".into()));
+        assert_eq!(
+            c.put("/u/a/state", b"launched", 3),
+            Some("a".into()),
+            "dropping a kept key is a change"
+        );
+        assert!(c.get("/u/a/state").is_none());
         assert!(c.names().is_empty());
     }
 

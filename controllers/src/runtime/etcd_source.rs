@@ -72,7 +72,7 @@ impl Source for EtcdPrefix {
             for item in resp.kvs() {
                 // Keys that are not UTF-8 were not written by Kaylee or fleet.
                 if let Ok(key) = item.key_str()
-                    && keep(key)
+                    && keep(key, item.value())
                 {
                     listing.items.push(Item {
                         key: key.to_string(),

@@ -57,10 +57,11 @@ pub enum SourceError {
 
 pub type EventStream = Pin<Box<dyn Stream<Item = Result<Vec<WatchEvent>, SourceError>> + Send>>;
 
-/// Which listed keys to keep: a source drops the rest as it reads, so a
-/// listing never holds what its cache would not (fleet's target-state and
-/// unit keys beside the job objects, at a new leader's first list).
-pub type Keep<'a> = dyn Fn(&str) -> bool + Send + Sync + 'a;
+/// Which listed keys (with their values) to keep: a source drops the rest
+/// as it reads, so a listing never holds what its cache would not (fleet's
+/// launched target-states beside the job objects, at a new leader's first
+/// list).
+pub type Keep<'a> = dyn Fn(&str, &[u8]) -> bool + Send + Sync + 'a;
 
 /// Where an informer reads from: etcd v3 (a key prefix) or, for real fleet,
 /// etcd's v2 keys API.
@@ -72,7 +73,7 @@ pub trait Source: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Listing, SourceError>> + Send;
     /// A consistent listing of every key.
     fn list(&self) -> impl Future<Output = Result<Listing, SourceError>> + Send {
-        async move { self.list_keeping(&|_| true).await }
+        async move { self.list_keeping(&|_, _| true).await }
     }
     /// Events after `revision` (that is, from `revision + 1`).
     fn watch(&self, revision: i64)
@@ -102,7 +103,7 @@ pub async fn run<S: Source>(
             metrics::counter!("kaylee_informer_relists_total", "informer" => name).increment(1);
         }
         first = false;
-        let keep = |key: &str| cache.wants(key);
+        let keep = |key: &str, value: &[u8]| cache.wants(key, value);
         let listing = tokio::select! {
             l = source.list_keeping(&keep) => l,
             _ = stop.cancelled() => return,

@@ -6,6 +6,7 @@ use super::observe::Timeline;
 use super::writes::{Statuses, writer};
 use crate::etcd::{EtcdConfig, EtcdError};
 use crate::fleet::RenderOptions;
+use crate::fleet::records::TARGET_STATE_LAUNCHED;
 use crate::keys::{FleetKeys, JobField, KayleeKeys};
 use crate::registry::{ApplyError, FleetRegistry};
 use crate::runtime::election::Fence;
@@ -83,15 +84,28 @@ impl<R: FleetRegistry> UnitsController<R> {
         Arc::new(UnitsController {
             units: Cache::new(dir(keys.units())),
             restarts: Cache::new(dir(keys.restarts())),
-            // Only job objects are ever read (the plan, read-your-writes);
-            // caching the other fields of every job would double the cache.
-            jobs: Cache::new({
-                let fk = fk.clone();
-                move |k| match fk.parse_job(k) {
-                    Some((_, JobField::Object)) => fk.unit_of_key(k).map(str::to_string),
-                    _ => None,
-                }
-            }),
+            // Job objects, and target-states only while not `launched`
+            // (stopped by hand, to start again): caching every job's
+            // target-state would double the cache for what is nearly always
+            // the value Kaylee wrote.
+            jobs: Cache::keeping(
+                {
+                    let fk = fk.clone();
+                    move |k| match fk.parse_job(k) {
+                        Some((_, JobField::Object | JobField::TargetState)) => {
+                            fk.unit_of_key(k).map(str::to_string)
+                        }
+                        _ => None,
+                    }
+                },
+                {
+                    let fk = fk.clone();
+                    move |k, v| {
+                        !matches!(fk.parse_job(k), Some((_, JobField::TargetState)))
+                            || v != TARGET_STATE_LAUNCHED.as_bytes()
+                    }
+                },
+            ),
             states: Cache::new(move |k| fk.unit_of_key(k).map(str::to_string)),
             client,
             etcd,

@@ -8,7 +8,7 @@ use crate::fleet::records::{parse_job_object, state_is_running};
 use crate::keys::{FleetKeys, JobField};
 use crate::runtime::Cache;
 use dashmap::DashMap;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Instant;
 
 #[derive(Debug, Clone, Copy)]
@@ -40,10 +40,19 @@ pub fn observe(
     timeline: &Timeline,
 ) -> Vec<ObservedJob> {
     let mut found: BTreeMap<String, (FleetName, [u8; 20])> = BTreeMap::new();
+    // The jobs cache holds a target-state only when it is not `launched`.
+    let mut stopped: HashSet<String> = HashSet::new();
     for (key, value) in jobs.entries_of(unit) {
-        let Some((fleet_name, JobField::Object)) = keys.parse_job(&key) else {
+        let Some((fleet_name, field)) = keys.parse_job(&key) else {
             continue;
         };
+        if field == JobField::TargetState {
+            stopped.insert(fleet_name.to_string());
+            continue;
+        }
+        if field != JobField::Object {
+            continue;
+        }
         let Some(name) = FleetName::parse(fleet_name, &keys.unit_prefix).filter(|n| n.unit == unit)
         else {
             continue;
@@ -83,8 +92,17 @@ pub fn observe(
                 (true, since) => Some(since.unwrap_or(now)),
                 (false, _) => None,
             };
+            let stopped = stopped.contains(&fleet_name);
+            if stopped {
+                // Launched again, it gets a whole start timeout from then.
+                seen = Seen {
+                    first: now,
+                    running_since: None,
+                };
+            }
             after.insert(fleet_name, seen);
             ObservedJob {
+                stopped,
                 name,
                 unit_hash,
                 running_on,

@@ -21,6 +21,9 @@ pub struct ObservedJob {
     pub age: Duration,
     /// Since this leader first saw it running, if it runs.
     pub running_for: Option<Duration>,
+    /// Its target-state is not `launched`: stopped or unloaded outside
+    /// Kaylee (`fleetctl stop`).
+    pub stopped: bool,
 }
 
 impl ObservedJob {
@@ -51,6 +54,8 @@ pub enum Phase {
     Scaling,
     RollingUpdate,
     Replacing,
+    /// Fleet units stopped outside Kaylee are started again.
+    Relaunching,
     Deleting,
     Deleted,
     Invalid,
@@ -75,20 +80,34 @@ impl Plan {
 
     /// `observed` as this plan's writes leave it: what a status written in
     /// the same transaction as the writes must report. New jobs are just
-    /// created: not running, age zero.
+    /// created: not running, age zero; relaunched ones are launched again.
     pub fn applied_to(&self, observed: &[ObservedJob]) -> Vec<ObservedJob> {
         let gone: HashSet<&str> = self.destroy.iter().map(String::as_str).collect();
+        let written: HashSet<&FleetName> = self.create.iter().map(|u| &u.name).collect();
         let kept = observed
             .iter()
             .filter(|o| gone.is_empty() || !gone.contains(o.name.to_name().as_str()))
-            .cloned();
-        let created = self.create.iter().map(|u| ObservedJob {
-            name: u.name.clone(),
-            unit_hash: u.hash,
-            running_on: 0,
-            age: Duration::ZERO,
-            running_for: None,
-        });
+            .map(|o| match o.stopped && written.contains(&o.name) {
+                true => ObservedJob {
+                    stopped: false,
+                    age: Duration::ZERO,
+                    ..o.clone()
+                },
+                false => o.clone(),
+            });
+        let existing: HashSet<&FleetName> = observed.iter().map(|o| &o.name).collect();
+        let created = self
+            .create
+            .iter()
+            .filter(|u| !existing.contains(&u.name))
+            .map(|u| ObservedJob {
+                name: u.name.clone(),
+                unit_hash: u.hash,
+                running_on: 0,
+                age: Duration::ZERO,
+                running_for: None,
+                stopped: false,
+            });
         kept.chain(created).collect()
     }
 }
@@ -116,6 +135,40 @@ pub fn plan(desired: Desired<'_>, observed: &[ObservedJob], start_timeout: Durat
 }
 
 fn present(
+    r: &Rendered,
+    delay: Duration,
+    observed: &[ObservedJob],
+    start_timeout: Duration,
+) -> Plan {
+    let mut plan = rollout(r, delay, observed, start_timeout);
+    // A current unit stopped by hand is what the unit asks for in every
+    // way but its target-state: writing its records again launches it.
+    let stopped: HashMap<&FleetName, UnitHash> = observed
+        .iter()
+        .filter(|o| o.stopped)
+        .map(|o| (&o.name, o.unit_hash))
+        .collect();
+    if stopped.is_empty() {
+        return plan;
+    }
+    let relaunch: Vec<FleetUnit> = r
+        .units
+        .iter()
+        .filter(|u| stopped.get(&u.name) == Some(&u.hash))
+        .cloned()
+        .collect();
+    if !relaunch.is_empty() {
+        if plan.is_empty() {
+            plan.phase = Phase::Relaunching;
+        }
+        plan.create.extend(relaunch);
+    }
+    plan
+}
+
+/// Creates and destroys toward `r`: create what is missing, scale, or roll
+/// from an older template surge-one.
+fn rollout(
     r: &Rendered,
     delay: Duration,
     observed: &[ObservedJob],

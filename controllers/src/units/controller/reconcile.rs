@@ -122,10 +122,18 @@ impl<R: FleetRegistry> UnitsController<R> {
         let object = |n: &str| format!("{}object", self.fleet.job(n));
         let gone: Vec<String> = destroyed.iter().map(|n| object(n)).collect();
         let there: Vec<String> = created.iter().map(|u| object(&u.name.to_name())).collect();
+        // The jobs cache holds a target-state only while it is not
+        // `launched`: a relaunched job's must be gone from it.
+        let stopped: Vec<String> = created
+            .iter()
+            .map(|u| format!("{}target-state", self.fleet.job(&u.name.to_name())))
+            .collect();
         let seen = self
             .jobs
             .wait_until(READ_YOUR_WRITES, |c| {
-                gone.iter().all(|k| c.get(k).is_none()) && there.iter().all(|k| c.get(k).is_some())
+                gone.iter().all(|k| c.get(k).is_none())
+                    && there.iter().all(|k| c.get(k).is_some())
+                    && stopped.iter().all(|k| c.get(k).is_none())
             })
             .await;
         if seen {

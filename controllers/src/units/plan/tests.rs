@@ -33,6 +33,7 @@ fn running(r: &Rendered, replicas: &[u32]) -> Vec<ObservedJob> {
             running_on: 1,
             age: Duration::from_secs(600),
             running_for: Some(Duration::from_secs(600)),
+            stopped: false,
         })
         .collect()
 }
@@ -229,4 +230,37 @@ fn a_unit_edited_in_fleet_is_replaced_in_two_steps() {
     );
     let p = plan(present(&r), &observed[1..], TIMEOUT);
     assert_eq!(names(&p.create), [1]);
+}
+
+#[test]
+fn a_unit_stopped_by_hand_is_launched_again() {
+    let r = rendered(&unit(Some(3), "a"));
+    let mut observed = running(&r, &[1, 2, 3]);
+    observed[1].stopped = true;
+    observed[1].running_on = 0;
+    let p = plan(present(&r), &observed, TIMEOUT);
+    assert_eq!(names(&p.create), [2], "its records written again");
+    assert!(p.destroy.is_empty());
+    assert_eq!(p.phase, Phase::Relaunching);
+    let after = p.applied_to(&observed);
+    assert_eq!(after.len(), 3, "relaunching adds no job");
+    assert!(after.iter().all(|o| !o.stopped));
+    assert!(plan(present(&r), &after, TIMEOUT).is_empty());
+}
+
+#[test]
+fn a_stopped_unit_of_an_old_template_is_not_launched_again() {
+    let old = rendered(&unit(Some(2), "a"));
+    let new = rendered(&unit(Some(2), "b"));
+    let mut observed = running(&old, &[1, 2]);
+    observed[0].stopped = true;
+    observed[0].running_on = 0;
+    observed[0].running_for = None;
+    let p = plan(present(&new), &observed, TIMEOUT);
+    assert!(
+        p.create.iter().all(|u| u.name.spec_hash == new.spec_hash),
+        "only the new template is created: {:?}",
+        names(&p.create)
+    );
+    assert_eq!(p.phase, Phase::RollingUpdate);
 }
