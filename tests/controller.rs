@@ -5,118 +5,15 @@
 
 mod support;
 
-use serde_json::Value;
-use std::collections::BTreeMap;
 use std::time::Duration;
 use support::agent::spawn_agent;
-use support::etcd::Etcd;
-use support::fleet::{Api, FLEET, FleetView, Snapshot, spec_hash_of};
-use support::kaylee::{Server, cli, cli_ok, rendered_records};
+use support::fleet::{Api, FLEET, FleetView, spec_hash_of};
+use support::kaylee::{cli, rendered_records};
 
-const WAIT: Duration = Duration::from_secs(20);
+#[path = "controller/cluster.rs"]
+mod cluster;
 
-struct Cluster {
-    etcd: Etcd,
-    fleet: FleetView,
-    api: Api,
-}
-
-impl Cluster {
-    async fn start(api: Api) -> Cluster {
-        let etcd = api.etcd();
-        let fleet = FleetView::connect_on(&etcd.endpoint(), api).await;
-        Cluster { etcd, fleet, api }
-    }
-
-    fn server(&self, name: &str) -> Server {
-        let server = Server::start_on(&self.etcd.endpoint(), name, self.api, &[]);
-        server.wait_log("leading", WAIT);
-        server
-    }
-
-    fn kaylee(&self, args: &[&str]) -> String {
-        cli_ok(&self.etcd.endpoint(), args)
-    }
-
-    async fn put(&self, key: &str, value: &str) {
-        let mut kv = self.fleet.client().kv_client();
-        kv.put(key, value, None).await.expect("put");
-    }
-
-    async fn get(&self, key: &str) -> Option<String> {
-        let mut kv = self.fleet.client().kv_client();
-        let resp = kv.get(key, None).await.expect("get");
-        resp.kvs()
-            .first()
-            .map(|k| String::from_utf8_lossy(k.value()).into_owned())
-    }
-
-    /// countly (4 replicas) and api (2), converged in fleet's registry.
-    async fn run_examples(&self) -> Snapshot {
-        self.kaylee(&[
-            "run",
-            "deploy/examples/countly.yaml",
-            "deploy/examples/api.yaml",
-        ]);
-        self.fleet
-            .wait_for("6 jobs", WAIT, |s| s.jobs.len() == 6)
-            .await
-    }
-
-    async fn status(&self, unit: &str) -> Option<Value> {
-        let text = self.get(&format!("/kaylee/status/{unit}")).await?;
-        serde_json::from_str(&text).ok()
-    }
-
-    async fn wait_status(&self, unit: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
-        let deadline = std::time::Instant::now() + WAIT;
-        loop {
-            if let Some(s) = self.status(unit).await
-                && done(&s)
-            {
-                return s;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "status of {unit} never showed {what}: {:?}",
-                self.status(unit).await
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-fn unit_file(dir: &tempfile::TempDir, name: &str, yaml: &str) -> String {
-    let path = dir.path().join(format!("{name}.yaml"));
-    std::fs::write(&path, yaml).expect("writing a unit file");
-    path.display().to_string()
-}
-
-fn countly(replicas: u32, image: &str) -> String {
-    format!(
-        "name: countly\nspec:\n  replicas: {replicas}\n  maxReplicasPerHost: 2\n  image: {image}\n  \
-         env:\n  - name: MONGO_URL\n    value: mongodb://mongo-1.k.lan,mongo-2.k.lan,mongo-3.k.lan/countly?replicaSet=main\n  \
-         machine:\n  - 'ssd=false'\n"
-    )
-}
-
-/// Asserts the fleet registry holds exactly `records` for `unit`'s jobs.
-fn assert_exactly(snap: &Snapshot, unit: &str, records: &BTreeMap<String, String>) {
-    for (key, value) in records {
-        assert_eq!(
-            snap.keys.get(key).map(|(v, _)| v),
-            Some(value),
-            "record {key}"
-        );
-    }
-    let job_keys: Vec<&String> = snap
-        .keys
-        .keys()
-        .filter(|k| k.starts_with(&format!("{FLEET}job/k:{unit}:")))
-        .collect();
-    let expected: Vec<&String> = records.keys().filter(|k| k.contains("/job/")).collect();
-    assert_eq!(job_keys, expected, "no other job keys");
-}
+use cluster::*;
 
 async fn countly_becomes_exactly_the_rendered_fleet_units(api: Api) {
     let c = Cluster::start(api).await;
