@@ -1,0 +1,276 @@
+//! The YAML side of the document tree: yaml-rust2's event stream built into
+//! [`Node`]s with line and column, anchors and aliases resolved within the
+//! node budget, nesting bounded.
+
+use super::{Entry, Kind, MAX_DEPTH, MAX_NODES, Node, check_size};
+use crate::spec::error::{Pos, SpecErrors};
+use std::collections::HashMap;
+use yaml_rust2::parser::{Event, Parser, Tag};
+use yaml_rust2::scanner::{Marker, TScalarStyle};
+
+fn pos_of(m: &Marker) -> Pos {
+    Pos {
+        line: m.line(),
+        col: m.col() + 1,
+    }
+}
+
+/// A collection being built. Its position is that of its first child: the
+/// parser's own mark for a block collection points past its first key.
+enum Frame {
+    Seq {
+        items: Vec<Node>,
+        pos: Option<Pos>,
+        anchor: usize,
+    },
+    Map {
+        entries: Vec<Entry>,
+        key: Option<(String, Pos)>,
+        pos: Option<Pos>,
+        anchor: usize,
+    },
+}
+
+struct Builder<'a> {
+    source: &'a str,
+    stack: Vec<Frame>,
+    anchors: HashMap<usize, Node>,
+    nodes: usize,
+    root: Option<Node>,
+    documents: usize,
+}
+
+impl Builder<'_> {
+    fn fail(&self, pos: Pos, msg: impl Into<String>) -> SpecErrors {
+        SpecErrors::single(self.source, "", Some(pos), msg)
+    }
+
+    fn count(&mut self, n: usize, pos: Pos) -> Result<(), SpecErrors> {
+        self.nodes += n;
+        if self.nodes > MAX_NODES {
+            return Err(self.fail(pos, format!("document has more than {MAX_NODES} values")));
+        }
+        Ok(())
+    }
+
+    fn push_frame(&mut self, frame: Frame, pos: Pos) -> Result<(), SpecErrors> {
+        if self.stack.len() >= MAX_DEPTH {
+            return Err(self.fail(pos, format!("nesting deeper than {MAX_DEPTH} levels")));
+        }
+        self.count(1, pos)?;
+        self.stack.push(frame);
+        Ok(())
+    }
+
+    /// Attaches a finished node to its parent (or makes it the root).
+    fn finish(&mut self, mut node: Node, anchor: usize) -> Result<(), SpecErrors> {
+        if anchor != 0 {
+            self.anchors.insert(anchor, node.clone());
+        }
+        let pos = node.pos.unwrap_or(Pos { line: 0, col: 0 });
+        if let Some(Frame::Seq { pos: p @ None, .. } | Frame::Map { pos: p @ None, .. }) =
+            self.stack.last_mut()
+        {
+            *p = node.pos;
+        }
+        match self.stack.last_mut() {
+            None => {
+                self.root = Some(node);
+                Ok(())
+            }
+            Some(Frame::Seq { items, .. }) => {
+                items.push(node);
+                Ok(())
+            }
+            Some(Frame::Map { entries, key, .. }) => match key.take() {
+                Some((k, key_pos)) => {
+                    // A nested collection is best pointed at by its key.
+                    if matches!(node.kind, Kind::Seq(_) | Kind::Map(_)) {
+                        node.pos = Some(key_pos);
+                    }
+                    if entries.iter().any(|e| e.key == k) {
+                        return Err(SpecErrors::single(
+                            self.source,
+                            "",
+                            Some(key_pos),
+                            format!("duplicate key `{k}`"),
+                        ));
+                    }
+                    entries.push(Entry {
+                        key: k,
+                        key_pos: Some(key_pos),
+                        value: node,
+                    });
+                    Ok(())
+                }
+                None => match node.kind {
+                    Kind::Scalar { text, .. } => {
+                        *key = Some((text, pos));
+                        Ok(())
+                    }
+                    Kind::Null => {
+                        *key = Some((String::new(), pos));
+                        Ok(())
+                    }
+                    other => Err(self.fail(
+                        pos,
+                        format!("mapping keys must be strings, found {}", other.describe()),
+                    )),
+                },
+            },
+        }
+    }
+
+    fn scalar(
+        &self,
+        text: String,
+        style: TScalarStyle,
+        tag: Option<Tag>,
+        pos: Pos,
+    ) -> Result<Node, SpecErrors> {
+        let mut quoted = style != TScalarStyle::Plain;
+        if let Some(tag) = tag {
+            if tag.suffix == "str" {
+                quoted = true;
+            } else {
+                return Err(self.fail(
+                    pos,
+                    format!("YAML tag `{}{}` is not supported", tag.handle, tag.suffix),
+                ));
+            }
+        }
+        let kind = if !quoted && matches!(text.as_str(), "" | "~" | "null" | "Null" | "NULL") {
+            Kind::Null
+        } else {
+            Kind::Scalar { text, quoted }
+        };
+        Ok(Node {
+            kind,
+            pos: Some(pos),
+        })
+    }
+
+    fn event(&mut self, ev: Event, mark: Marker) -> Result<bool, SpecErrors> {
+        let pos = pos_of(&mark);
+        match ev {
+            Event::DocumentStart => {
+                self.documents += 1;
+                if self.documents > 1 {
+                    return Err(self.fail(pos, "expected one YAML document, found several"));
+                }
+            }
+            Event::Scalar(text, style, anchor, tag) => {
+                self.count(1, pos)?;
+                let node = self.scalar(text, style, tag, pos)?;
+                self.finish(node, anchor)?;
+            }
+            Event::SequenceStart(anchor, tag) => {
+                self.no_tag(tag, pos)?;
+                let frame = Frame::Seq {
+                    items: Vec::new(),
+                    pos: None,
+                    anchor,
+                };
+                self.push_frame(frame, pos)?;
+            }
+            Event::MappingStart(anchor, tag) => {
+                self.no_tag(tag, pos)?;
+                let frame = Frame::Map {
+                    entries: Vec::new(),
+                    key: None,
+                    pos: None,
+                    anchor,
+                };
+                self.push_frame(frame, pos)?;
+            }
+            Event::SequenceEnd | Event::MappingEnd => {
+                let (node, anchor) = match self.stack.pop() {
+                    Some(Frame::Seq {
+                        items,
+                        pos: first,
+                        anchor,
+                    }) => (
+                        Node {
+                            kind: Kind::Seq(items),
+                            pos: first.or(Some(pos)),
+                        },
+                        anchor,
+                    ),
+                    Some(Frame::Map {
+                        entries,
+                        pos: first,
+                        anchor,
+                        ..
+                    }) => (
+                        Node {
+                            kind: Kind::Map(entries),
+                            pos: first.or(Some(pos)),
+                        },
+                        anchor,
+                    ),
+                    None => return Err(self.fail(pos, "unbalanced end of collection")),
+                };
+                self.finish(node, anchor)?;
+            }
+            Event::Alias(id) => {
+                let Some(node) = self.anchors.get(&id).cloned() else {
+                    return Err(self.fail(pos, "alias to an unknown anchor"));
+                };
+                self.count(count_nodes(&node), pos)?;
+                self.finish(node, 0)?;
+            }
+            Event::StreamEnd => return Ok(false),
+            Event::StreamStart | Event::DocumentEnd | Event::Nothing => {}
+        }
+        Ok(true)
+    }
+
+    fn no_tag(&self, tag: Option<Tag>, pos: Pos) -> Result<(), SpecErrors> {
+        match tag {
+            None => Ok(()),
+            Some(t) => Err(self.fail(
+                pos,
+                format!("YAML tag `{}{}` is not supported", t.handle, t.suffix),
+            )),
+        }
+    }
+}
+
+fn count_nodes(node: &Node) -> usize {
+    match &node.kind {
+        Kind::Seq(items) => 1 + items.iter().map(count_nodes).sum::<usize>(),
+        Kind::Map(entries) => 1 + entries.iter().map(|e| count_nodes(&e.value)).sum::<usize>(),
+        _ => 1,
+    }
+}
+
+/// Parses one YAML document into a positioned tree.
+pub fn from_yaml(text: &str, source: &str) -> Result<Node, SpecErrors> {
+    check_size(text, source)?;
+    let mut parser = Parser::new_from_str(text);
+    let mut b = Builder {
+        source,
+        stack: Vec::new(),
+        anchors: HashMap::new(),
+        nodes: 0,
+        root: None,
+        documents: 0,
+    };
+    loop {
+        let (ev, mark) = parser.next_token().map_err(|e| {
+            SpecErrors::single(
+                source,
+                "",
+                Some(pos_of(e.marker())),
+                format!("invalid YAML: {}", e.info()),
+            )
+        })?;
+        if !b.event(ev, mark)? {
+            break;
+        }
+    }
+    match b.root {
+        Some(node) if node.kind != Kind::Null => Ok(node),
+        _ => Err(SpecErrors::single(source, "", None, "document is empty")),
+    }
+}
