@@ -32,15 +32,6 @@ pub enum FleetOp {
     Status { key: String, json: Option<String> },
 }
 
-impl FleetOp {
-    pub fn name(&self) -> &str {
-        match self {
-            FleetOp::Create { name, .. } | FleetOp::Destroy { name } => name,
-            FleetOp::Status { key, .. } => key,
-        }
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
     #[error("leadership lost: the write was refused by the fence")]

@@ -19,31 +19,27 @@ pub fn writer<R: FleetRegistry>(
     registry: Arc<R>,
     fence: Fence,
     max_ops: usize,
-) -> Arc<Coalescer<FleetOp>> {
+) -> Coalescer<FleetOp> {
     let weight = |op: &FleetOp| match op {
         FleetOp::Create { .. } => 3,
         FleetOp::Destroy { .. } | FleetOp::Status { .. } => 1,
     };
-    Arc::new(Coalescer::spawn(
-        max_ops,
-        weight,
-        move |ops: Vec<FleetOp>| {
-            let (registry, fence) = (registry.clone(), fence.clone());
-            async move {
-                registry.apply(&ops, &fence).await.map_err(|e| match e {
-                    ApplyError::Fenced => WriteError::Fenced,
-                    other => WriteError::Failed(other.to_string()),
-                })
-            }
-        },
-    ))
+    Coalescer::spawn(max_ops, weight, move |ops: Vec<FleetOp>| {
+        let (registry, fence) = (registry.clone(), fence.clone());
+        async move {
+            registry.apply(&ops, &fence).await.map_err(|e| match e {
+                ApplyError::Fenced => WriteError::Fenced,
+                other => WriteError::Failed(other.to_string()),
+            })
+        }
+    })
 }
 
 /// The status of every unit as last written (or found at the start of a
-/// term), and the writer that changes it.
+/// term), and the writer that carries it with the fleet ops.
 pub struct Statuses {
     keys: KayleeKeys,
-    writes: Arc<Coalescer<FleetOp>>,
+    writes: Coalescer<FleetOp>,
     /// Status JSON last written (or found) per unit, so unchanged status is
     /// never rewritten.
     written: DashMap<String, String>,
@@ -51,7 +47,7 @@ pub struct Statuses {
 
 impl Statuses {
     /// Statuses under `etcd`'s prefix, written through `writes`.
-    pub fn new(etcd: &EtcdConfig, writes: Arc<Coalescer<FleetOp>>) -> Statuses {
+    pub fn new(etcd: &EtcdConfig, writes: Coalescer<FleetOp>) -> Statuses {
         Statuses {
             keys: KayleeKeys::new(&etcd.prefix),
             writes,

@@ -76,8 +76,7 @@ impl<R: FleetRegistry> UnitsController<R> {
             restart_revision,
             ..s
         });
-        let deleted = now.phase == Phase::Deleted;
-        if deleted {
+        if now.phase == Phase::Deleted {
             self.timeline.forget(name);
         }
         let ops: Vec<FleetOp> = plan
@@ -93,11 +92,9 @@ impl<R: FleetRegistry> UnitsController<R> {
             .publish(name, status, ops)
             .await
             .map_err(apply_error)?;
-        // The next reconcile of this unit must see these writes.
         if !plan.is_empty() {
+            // The next reconcile of this unit must see these writes.
             self.await_own_writes(&plan.destroy, &plan.create).await?;
-        }
-        if !plan.is_empty() {
             tracing::info!(
                 unit = name,
                 phase = ?plan.phase,
