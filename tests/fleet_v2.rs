@@ -63,12 +63,9 @@ async fn records_written_through_v2_equal_fleets_golden_records() {
     for (name, g) in &golden {
         let unit: Value = serde_json::from_str(&text(g, "unit_value")).expect("unit JSON");
         let raw = unit["Raw"].as_str().expect("Raw").to_string();
-        ops.push(FleetOp::Create {
-            name: name.clone(),
-            text: raw,
-        });
+        ops.push(FleetOp::create(name, &raw));
     }
-    registry.apply(&ops, &fence).await.expect("apply");
+    registry.apply(ops, &fence).await.expect("apply");
 
     for (name, g) in &golden {
         // Read back raw over HTTP, as fleet would.
@@ -91,7 +88,7 @@ async fn records_written_through_v2_equal_fleets_golden_records() {
 
     let (name, g) = golden.iter().next().expect("a golden record");
     registry
-        .apply(&[FleetOp::Destroy { name: name.clone() }], &fence)
+        .apply(vec![FleetOp::Destroy { name: name.clone() }], &fence)
         .await
         .expect("destroy");
     assert!(
@@ -106,7 +103,7 @@ async fn records_written_through_v2_equal_fleets_golden_records() {
         "unit/<sha1> stays, as with fleet's own destroy"
     );
     registry
-        .apply(&[FleetOp::Destroy { name: name.clone() }], &fence)
+        .apply(vec![FleetOp::Destroy { name: name.clone() }], &fence)
         .await
         .expect("destroying a destroyed job is a no-op");
 }

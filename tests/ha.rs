@@ -103,10 +103,7 @@ fn config(etcd: &Etcd) -> EtcdConfig {
 }
 
 fn create(name: &str) -> FleetOp {
-    FleetOp::Create {
-        name: name.to_string(),
-        text: format!("[Service]\nExecStart=/bin/echo {name}\n"),
-    }
+    FleetOp::create(name, &format!("[Service]\nExecStart=/bin/echo {name}\n"))
 }
 
 async fn a_deposed_leaders_writes_are_refused_by_the_fence(api: Api) {
@@ -133,7 +130,7 @@ async fn a_deposed_leaders_writes_are_refused_by_the_fence(api: Api) {
         .await
         .expect("leads");
     registry
-        .apply(&[create("k:a:aaaaaa:bbbbbb:1.service")], &fence)
+        .apply(vec![create("k:a:aaaaaa:bbbbbb:1.service")], &fence)
         .await
         .expect("the leader may write");
 
@@ -170,7 +167,7 @@ async fn a_deposed_leaders_writes_are_refused_by_the_fence(api: Api) {
     assert!(before.jobs.contains_key("k:a:aaaaaa:bbbbbb:1.service"));
     let refused = registry
         .apply(
-            &[
+            vec![
                 FleetOp::Destroy {
                     name: "k:a:aaaaaa:bbbbbb:1.service".into(),
                 },
@@ -183,7 +180,7 @@ async fn a_deposed_leaders_writes_are_refused_by_the_fence(api: Api) {
     let after = fleet.snapshot().await;
     assert_eq!(after.keys, before.keys, "nothing written, not even unit/");
     registry
-        .apply(&[create("k:a:aaaaaa:bbbbbb:2.service")], &new_fence)
+        .apply(vec![create("k:a:aaaaaa:bbbbbb:2.service")], &new_fence)
         .await
         .expect("the new leader may write");
     let written = fleet.snapshot().await;

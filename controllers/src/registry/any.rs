@@ -135,7 +135,7 @@ impl FleetRegistry for AnyRegistry {
         }
     }
 
-    async fn apply(&self, ops: &[FleetOp], fence: &Fence) -> Result<(), ApplyError> {
+    async fn apply(&self, ops: Vec<FleetOp>, fence: &Fence) -> Result<(), ApplyError> {
         match self {
             AnyRegistry::V2(r) => r.apply(ops, fence).await,
             AnyRegistry::V3(r) => r.apply(ops, fence).await,

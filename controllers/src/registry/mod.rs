@@ -14,6 +14,7 @@ pub use v2_source::{POLL_WINDOW, V2Prefix, events_of};
 pub use v3::{DEFAULT_MAX_TXN_OPS, V3Registry};
 
 use crate::etcd::EtcdError;
+use crate::fleet::records::{Record, create_records};
 use crate::keys::FleetKeys;
 use crate::runtime::Source;
 use crate::runtime::election::Fence;
@@ -22,14 +23,27 @@ use std::future::Future;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FleetOp {
     /// Submit and start a unit: `unit/<sha1>`, `job/<name>/object`,
-    /// `job/<name>/target-state` = `launched`.
-    Create { name: String, text: String },
+    /// `job/<name>/target-state` = `launched` (see [`FleetOp::create`]).
+    Create { name: String, records: [Record; 3] },
     /// Remove the whole `job/<name>/` directory (fleet keeps `unit/<sha1>`).
     Destroy { name: String },
     /// Kaylee's own `/kaylee/status/<name>` (an etcd v3 key whatever the
     /// fleet API): `None` deletes it. It rides in the same fenced batches
     /// as fleet writes, so statuses do not double the transactions.
     Status { key: String, json: Option<String> },
+}
+
+impl FleetOp {
+    /// Creates job `name` from unit file `text`. The records (a SHA-1 and
+    /// JSON of the whole unit file) are made here, by the reconcile that
+    /// plans the create, so the single writer that keeps fleet's
+    /// transactions going spends nothing on them between two commits.
+    pub fn create(name: &str, text: &str) -> FleetOp {
+        FleetOp::Create {
+            name: name.to_string(),
+            records: create_records(name, text),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -59,7 +73,7 @@ pub trait FleetRegistry: Send + Sync + 'static {
     /// half made, and leadership is checked before the writes.
     fn apply(
         &self,
-        ops: &[FleetOp],
+        ops: Vec<FleetOp>,
         fence: &Fence,
     ) -> impl Future<Output = Result<(), ApplyError>> + Send;
 }

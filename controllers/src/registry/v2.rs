@@ -17,7 +17,7 @@ use super::v2_source::V2Prefix;
 use super::{ApplyError, FleetOp, FleetRegistry};
 use crate::etcd::v2::{V2Client, V2Error, code};
 use crate::etcd::{EtcdConfig, EtcdError};
-use crate::fleet::records::create_records;
+use crate::fleet::records::Record;
 use crate::keys::FleetKeys;
 use crate::runtime::election::Fence;
 use etcd_client::{Client, Txn, TxnOp};
@@ -67,8 +67,8 @@ impl V2Registry {
 
     /// Writes `target-state` before `object`: fleet (and Kaylee) only see a
     /// job through its object, so no reader ever sees a half-made job.
-    async fn create(&self, name: &str, text: &str) -> Result<(), ApplyError> {
-        let [unit, object, target_state] = create_records(name, text);
+    async fn create(&self, records: &[Record; 3]) -> Result<(), ApplyError> {
+        let [unit, object, target_state] = records;
         // Content-addressed and shared between jobs, as fleet's client
         // treats it: an existing one is already right.
         match self
@@ -114,8 +114,8 @@ impl V2Registry {
 
     async fn write(&self, op: &FleetOp) -> Result<(), ApplyError> {
         let kind = match op {
-            FleetOp::Create { name, text } => {
-                self.create(name, text).await?;
+            FleetOp::Create { records, .. } => {
+                self.create(records).await?;
                 "create"
             }
             FleetOp::Destroy { name } => {
@@ -156,7 +156,7 @@ impl FleetRegistry for V2Registry {
         V2Prefix::new(self.client.clone(), prefix)
     }
 
-    async fn apply(&self, ops: &[FleetOp], fence: &Fence) -> Result<(), ApplyError> {
+    async fn apply(&self, ops: Vec<FleetOp>, fence: &Fence) -> Result<(), ApplyError> {
         let (statuses, fleet): (Vec<&FleetOp>, Vec<&FleetOp>) = ops
             .iter()
             .partition(|op| matches!(op, FleetOp::Status { .. }));

@@ -3,7 +3,6 @@
 
 use super::{ApplyError, FleetOp, FleetRegistry};
 use crate::etcd::EtcdConfig;
-use crate::fleet::records::create_records;
 use crate::keys::FleetKeys;
 use crate::runtime::EtcdPrefix;
 use crate::runtime::election::Fence;
@@ -85,15 +84,15 @@ impl Write {
 }
 
 /// One op's etcd operations, which must land in the same transaction.
-fn txn_ops(keys: &FleetKeys, op: &FleetOp) -> Vec<Write> {
+fn txn_ops(keys: &FleetKeys, op: FleetOp) -> Vec<Write> {
     match op {
-        FleetOp::Create { name, text } => create_records(name, text)
+        FleetOp::Create { records, .. } => records
             .into_iter()
             .map(|r| Write::Put(keys.absolute(&r.key), r.value))
             .collect(),
-        FleetOp::Destroy { name } => vec![Write::DeletePrefix(keys.job(name))],
-        FleetOp::Status { key, json: Some(j) } => vec![Write::Put(key.clone(), j.clone())],
-        FleetOp::Status { key, json: None } => vec![Write::Delete(key.clone())],
+        FleetOp::Destroy { name } => vec![Write::DeletePrefix(keys.job(&name))],
+        FleetOp::Status { key, json: Some(j) } => vec![Write::Put(key, j)],
+        FleetOp::Status { key, json: None } => vec![Write::Delete(key)],
     }
 }
 
@@ -116,12 +115,18 @@ impl FleetRegistry for V3Registry {
         EtcdPrefix::new(self.client.clone(), self.config.clone(), prefix)
     }
 
-    async fn apply(&self, ops: &[FleetOp], fence: &Fence) -> Result<(), ApplyError> {
+    async fn apply(&self, ops: Vec<FleetOp>, fence: &Fence) -> Result<(), ApplyError> {
+        let (mut creates, mut destroys) = (0, 0);
         let mut batch = Vec::new();
         let mut bytes = 0;
         // etcd refuses a transaction that names one key twice.
         let mut seen: HashSet<String> = HashSet::new();
         for op in ops {
+            match op {
+                FleetOp::Create { .. } => creates += 1,
+                FleetOp::Destroy { .. } => destroys += 1,
+                FleetOp::Status { .. } => {}
+            }
             let writes = txn_ops(&self.keys, op);
             let size: usize = writes.iter().map(Write::size).sum();
             let fresh: Vec<Write> = writes
@@ -140,13 +145,10 @@ impl FleetRegistry for V3Registry {
                 batch.push(write.into_op());
             }
             bytes += size;
-            let kind = match op {
-                FleetOp::Create { .. } => "create",
-                FleetOp::Destroy { .. } => "destroy",
-                FleetOp::Status { .. } => continue,
-            };
-            metrics::counter!("kaylee_fleet_writes_total", "op" => kind).increment(1);
         }
-        self.commit(batch, fence).await
+        self.commit(batch, fence).await?;
+        metrics::counter!("kaylee_fleet_writes_total", "op" => "create").increment(creates);
+        metrics::counter!("kaylee_fleet_writes_total", "op" => "destroy").increment(destroys);
+        Ok(())
     }
 }

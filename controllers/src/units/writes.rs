@@ -27,7 +27,7 @@ pub fn writer<R: FleetRegistry>(
     Coalescer::spawn(max_ops, weight, move |ops: Vec<FleetOp>| {
         let (registry, fence) = (registry.clone(), fence.clone());
         async move {
-            registry.apply(&ops, &fence).await.map_err(|e| match e {
+            registry.apply(ops, &fence).await.map_err(|e| match e {
                 ApplyError::Fenced => WriteError::Fenced,
                 other => WriteError::Failed(other.to_string()),
             })

@@ -83,10 +83,11 @@ impl<R: FleetRegistry> UnitsController<R> {
             .destroy
             .iter()
             .map(|n| FleetOp::Destroy { name: n.clone() })
-            .chain(plan.create.iter().map(|u| FleetOp::Create {
-                name: u.name.to_name(),
-                text: u.text.clone(),
-            }))
+            .chain(
+                plan.create
+                    .iter()
+                    .map(|u| FleetOp::create(&u.name.to_name(), &u.text)),
+            )
             .collect();
         self.statuses
             .publish(name, status, ops)
