@@ -14,7 +14,77 @@ pub enum WriteError {
     Failed(String),
 }
 
-type Request<T> = (Vec<T>, oneshot::Sender<Result<(), WriteError>>);
+type Reply = oneshot::Sender<Result<(), WriteError>>;
+type Request<T> = (Vec<T>, Reply);
+
+/// A request, or what is left of one after its first items went out.
+struct Held<T> {
+    items: Vec<T>,
+    reply: Reply,
+    /// Some of its items were in an earlier batch.
+    split: bool,
+}
+
+impl<T> Held<T> {
+    fn whole((items, reply): Request<T>) -> Held<T> {
+        Held {
+            items,
+            reply,
+            split: false,
+        }
+    }
+}
+
+/// One transaction's worth of items, and who waits on it.
+struct Batch<T> {
+    items: Vec<T>,
+    waiters: Vec<Reply>,
+    room: usize,
+    weight: fn(&T) -> usize,
+}
+
+impl<T> Batch<T> {
+    fn new(max_weight: usize, weight: fn(&T) -> usize) -> Batch<T> {
+        Batch {
+            items: Vec::new(),
+            waiters: Vec::new(),
+            room: max_weight,
+            weight,
+        }
+    }
+
+    fn is_full(&self) -> bool {
+        self.room == 0
+    }
+
+    /// Takes as many of `request`'s items, in order, as there is room for
+    /// (at least one into an empty batch, however heavy), so transactions
+    /// go out full; what is left comes back. Its waiter waits for the
+    /// batch that takes the last item.
+    fn take(&mut self, mut request: Held<T>) -> Option<Held<T>> {
+        let mut fits = 0;
+        for item in &request.items {
+            let w = (self.weight)(item);
+            if w > self.room && !(self.items.is_empty() && fits == 0) {
+                break;
+            }
+            self.room = self.room.saturating_sub(w);
+            fits += 1;
+        }
+        if fits == request.items.len() {
+            self.items.append(&mut request.items);
+            self.waiters.push(request.reply);
+            return None;
+        }
+        let rest = request.items.split_off(fits);
+        self.items.append(&mut request.items);
+        Some(Held {
+            items: rest,
+            reply: request.reply,
+            split: request.split || fits > 0,
+        })
+    }
+}
 
 pub struct Coalescer<T> {
     tx: mpsc::UnboundedSender<Request<T>>,
@@ -22,8 +92,11 @@ pub struct Coalescer<T> {
 
 impl<T: Send + 'static> Coalescer<T> {
     /// Starts the writer task. `weight` says how much of a transaction an
-    /// item uses (etcd operations); batches stay within `max_weight` unless
-    /// one request alone is larger. The task ends when the coalescer drops.
+    /// item uses (etcd operations); batches are filled to `max_weight` (or
+    /// hold a single heavier item), splitting a request between two
+    /// consecutive batches where it does not fit whole. Items reach
+    /// `commit` in the order submitted. The task ends when the coalescer
+    /// drops.
     pub fn spawn<F, Fut>(max_weight: usize, weight: fn(&T) -> usize, commit: F) -> Coalescer<T>
     where
         F: Fn(Vec<T>) -> Fut + Send + 'static,
@@ -31,47 +104,49 @@ impl<T: Send + 'static> Coalescer<T> {
     {
         let (tx, mut rx) = mpsc::unbounded_channel::<Request<T>>();
         tokio::spawn(async move {
-            let mut held: Option<Request<T>> = None;
+            // What did not fit the last batch: it goes first in the next.
+            let mut held: Option<Held<T>> = None;
             loop {
                 let first = match held.take() {
-                    Some(r) => r,
+                    Some(h) => h,
                     None => match rx.recv().await {
-                        Some(r) => r,
+                        Some(r) => Held::whole(r),
                         None => return,
                     },
                 };
-                let size = |r: &Request<T>| r.0.iter().map(weight).sum::<usize>();
-                let mut total = size(&first);
-                let mut batch = vec![first];
-                while total < max_weight {
-                    let Ok(next) = rx.try_recv() else { break };
-                    let w = size(&next);
-                    if total + w > max_weight {
-                        held = Some(next);
+                let mut batch = Batch::new(max_weight, weight);
+                let mut next = Some(first);
+                while let Some(request) = next.take() {
+                    held = batch.take(request);
+                    if held.is_some() || batch.is_full() {
                         break;
                     }
-                    total += w;
-                    batch.push(next);
+                    next = rx.try_recv().ok().map(Held::whole);
                 }
-                let mut items = Vec::new();
-                let mut waiters = Vec::with_capacity(batch.len());
-                for (request, reply) in batch {
-                    items.extend(request);
-                    waiters.push(reply);
-                }
-                metrics::histogram!("kaylee_write_batch_requests").record(waiters.len() as f64);
-                let result = commit(items).await;
-                for w in waiters {
+                metrics::histogram!("kaylee_write_batch_requests")
+                    .record(batch.waiters.len() as f64);
+                let result = commit(batch.items).await;
+                for w in batch.waiters {
                     // A reconcile that gave up waiting no longer cares.
                     let _ = w.send(result.clone());
+                }
+                // The rest of a request whose first part failed is not
+                // written: its waiter learns of the failure now.
+                if result.is_err()
+                    && let Some(Held {
+                        reply, split: true, ..
+                    }) = held.take()
+                {
+                    let _ = reply.send(result);
                 }
             }
         });
         Coalescer { tx }
     }
 
-    /// Writes `items` (atomically with respect to each other only as the
-    /// commit function guarantees) and waits for the outcome.
+    /// Writes `items`, in order, in the next batch or split between the
+    /// next two (atomically only as far as the commit function makes one
+    /// batch atomic), and waits for the outcome: the first failure, if any.
     pub async fn submit(&self, items: Vec<T>) -> Result<(), WriteError> {
         if items.is_empty() {
             return Ok(());
@@ -138,5 +213,124 @@ mod tests {
             Ok(()),
             "nothing to write is no write"
         );
+    }
+
+    type Commits = Arc<Mutex<Vec<Vec<u32>>>>;
+
+    /// A coalescer of weight-1 items whose commits are recorded and wait
+    /// until the gate is open (so requests queue behind them); the first
+    /// `failures` fail.
+    fn recording(
+        max: usize,
+        failures: usize,
+    ) -> (
+        Arc<Coalescer<u32>>,
+        Commits,
+        tokio::sync::watch::Sender<bool>,
+    ) {
+        let commits: Commits = Arc::default();
+        let seen = commits.clone();
+        let (gate, open) = tokio::sync::watch::channel(false);
+        let calls = Arc::new(Mutex::new(0usize));
+        let c = Coalescer::spawn(
+            max,
+            |_| 1,
+            move |items: Vec<u32>| {
+                let (seen, calls, mut open) = (seen.clone(), calls.clone(), open.clone());
+                async move {
+                    let call = calls
+                        .lock()
+                        .map(|mut n| {
+                            *n += 1;
+                            *n
+                        })
+                        .ok();
+                    let _ = open.wait_for(|o| *o).await;
+                    if call.is_none_or(|n| n <= failures) {
+                        return Err(WriteError::Failed("refused".into()));
+                    }
+                    seen.lock()
+                        .map(|mut s| s.push(items))
+                        .map_err(|_| WriteError::Fenced)
+                }
+            },
+        );
+        (Arc::new(c), commits, gate)
+    }
+
+    fn recorded(commits: &Commits) -> Vec<Vec<u32>> {
+        commits.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    #[tokio::test]
+    async fn requests_are_split_so_batches_go_out_full_and_in_order() {
+        let (c, commits, gate) = recording(10, 0);
+        let submit = |r: u32| {
+            let c = c.clone();
+            let items: Vec<u32> = (r * 4..r * 4 + 4).collect();
+            tokio::spawn(async move {
+                let outcome = c.submit(items.clone()).await;
+                (items, outcome)
+            })
+        };
+        let mut tasks = vec![submit(0)];
+        // The first request goes out alone, nothing else being queued;
+        // the other five queue in order (this runtime polls tasks in the
+        // order spawned) while it waits at the gate.
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        tasks.extend((1..6).map(submit));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let _ = gate.send(true);
+        for t in tasks {
+            let (items, outcome) = t.await.expect("task");
+            assert_eq!(outcome, Ok(()));
+            let written: Vec<u32> = recorded(&commits).concat();
+            assert!(
+                items.iter().all(|i| written.contains(i)),
+                "a waiter hears back only when all its items are written"
+            );
+        }
+        let batches = recorded(&commits);
+        assert_eq!(
+            batches.concat(),
+            (0..24).collect::<Vec<_>>(),
+            "in order, once"
+        );
+        assert_eq!(
+            batches.iter().map(Vec::len).collect::<Vec<_>>(),
+            [4, 10, 10]
+        );
+    }
+
+    #[tokio::test]
+    async fn the_rest_of_a_request_whose_first_part_failed_is_not_written() {
+        let (c, commits, gate) = recording(4, 1);
+        let _ = gate.send(true);
+        assert_eq!(
+            c.submit((1..=6).collect()).await,
+            Err(WriteError::Failed("refused".into()))
+        );
+        assert_eq!(c.submit(vec![7]).await, Ok(()));
+        assert_eq!(recorded(&commits), [vec![7]], "5 and 6 were dropped");
+    }
+
+    #[tokio::test]
+    async fn a_single_item_heavier_than_a_batch_goes_alone() {
+        let commits: Commits = Arc::default();
+        let seen = commits.clone();
+        let c = Coalescer::spawn(
+            2,
+            |n: &u32| *n as usize,
+            move |items: Vec<u32>| {
+                let seen = seen.clone();
+                async move {
+                    seen.lock()
+                        .map(|mut s| s.push(items))
+                        .map_err(|_| WriteError::Fenced)
+                }
+            },
+        );
+        assert_eq!(c.submit(vec![1, 5, 1]).await, Ok(()));
+        assert_eq!(recorded(&commits), [vec![1], vec![5], vec![1]]);
     }
 }

@@ -79,9 +79,10 @@ impl Statuses {
             .and_then(|s| serde_json::from_str::<UnitStatus>(&s).ok())
     }
 
-    /// Writes `fleet_ops` and, in the same batch after them, the status key
-    /// of `name` (removed for a deleted unit) when it changed; logs an
-    /// invalid unit once per distinct error.
+    /// Writes `fleet_ops` and, right after them (in the same transaction
+    /// unless the writer splits the batch to fill two), the status key of
+    /// `name` (removed for a deleted unit) when it changed; logs an invalid
+    /// unit once per distinct error.
     pub async fn publish(
         &self,
         name: &str,

@@ -45,9 +45,10 @@ impl<R: FleetRegistry> UnitsController<R> {
         let observed = observe(name, &self.fleet, &self.jobs, &self.states, &self.timeline);
         let plan = plan(desired, &observed, self.config.start_timeout);
 
-        // The status goes in the same transaction as the fleet writes and
-        // reports fleet as they leave it, so the reconcile their events
-        // trigger finds nothing new to write.
+        // The status goes with the fleet writes (right after them, nearly
+        // always in the same transaction) and reports fleet as they leave
+        // it, so the reconcile their events trigger finds nothing new to
+        // write.
         let (observed, after) = if plan.is_empty() {
             (observed, None)
         } else {
