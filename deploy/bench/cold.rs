@@ -9,14 +9,17 @@ use crate::specs::BenchUnit;
 use crate::watch::{self, Watcher};
 use crate::{Bench, seed};
 use anyhow::Result;
+use etcd_client::{Client, GetOptions};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 pub struct Cold {
     pub written: Throughput,
     /// CPU the server used from its start until every job was written.
     pub kaylee_cpu_s: f64,
-    /// Status keys written meanwhile.
-    pub status_puts: u64,
+    /// Every status as the server wrote it (key → value), for the raw run
+    /// to write the same.
+    pub statuses: HashMap<String, String>,
     /// From spawn until the leader key was put.
     pub leader_s: f64,
     pub server: Server,
@@ -28,13 +31,17 @@ pub async fn run(bench: &Bench, units: &[BenchUnit], flags: &Flags) -> Result<Co
     let revision = watch::revision(client).await?;
     let fleet = Watcher::start(client, &bench.fleet.prefix, revision, false).await?;
     let leaders = Watcher::start(client, "/kaylee/leader/", revision, true).await?;
-    let statuses = Watcher::start(client, "/kaylee/status/", revision, false).await?;
+    let statuses = Watcher::start(client, raw::STATUS_PREFIX, revision, false).await?;
     let jobs: usize = units.iter().map(|u| u.rendered.units.len()).sum();
 
     let start = raw::Start::now(bench).await?;
     let spawned = Instant::now();
     let server = Server::start(&bench.endpoint, "cold", flags)?;
     let written = raw::wait_written(bench, &fleet, jobs, start, Duration::from_secs(900)).await?;
+    let written = Throughput {
+        status_keys: statuses.seen().puts,
+        ..written
+    };
     let kaylee_cpu_s = server.cpu_seconds()?;
     let leader_at = leaders
         .seen()
@@ -43,10 +50,27 @@ pub async fn run(bench: &Bench, units: &[BenchUnit], flags: &Flags) -> Result<Co
         .map(|(_, t)| *t)
         .unwrap_or(spawned);
     Ok(Cold {
-        status_puts: statuses.seen().puts,
+        statuses: read_statuses(client).await?,
         written,
         kaylee_cpu_s,
         leader_s: (leader_at - spawned).as_secs_f64(),
         server,
     })
+}
+
+async fn read_statuses(client: &Client) -> Result<HashMap<String, String>> {
+    let mut kv = client.kv_client();
+    let resp = kv
+        .get(raw::STATUS_PREFIX, Some(GetOptions::new().with_prefix()))
+        .await?;
+    Ok(resp
+        .kvs()
+        .iter()
+        .filter_map(|kv| {
+            Some((
+                kv.key_str().ok()?.to_string(),
+                kv.value_str().ok()?.to_string(),
+            ))
+        })
+        .collect())
 }

@@ -75,10 +75,12 @@ pub fn throughput(t: &Throughput, extra: Value) -> Value {
     let mut v = json!({
         "fleet_jobs": t.jobs,
         "keys": t.keys,
+        "status_keys": t.status_keys,
         "txns": t.txns,
         "ops_per_txn": round1(t.ops_per_txn()),
         "seconds": round3(t.seconds),
         "keys_per_s": t.keys_per_s().round(),
+        "all_keys_per_s": t.all_keys_per_s().round(),
         "etcd_cpu_s": round3(t.etcd_cpu_s),
         "etcd_txns": t.etcd_txns,
     });
