@@ -98,7 +98,6 @@ impl Source for EtcdPrefix {
             .max_decoding_message_size(MAX_MESSAGE_BYTES);
         let opts = WatchOptions::new()
             .with_prefix()
-            .with_prev_key()
             .with_start_revision(revision + 1);
         let stream = self
             .config
