@@ -57,6 +57,11 @@ pub enum AnySource {
     V3(Box<EtcdPrefix>),
 }
 
+pub enum AnyPrepared {
+    V2(<V2Registry as FleetRegistry>::Prepared),
+    V3(<V3Registry as FleetRegistry>::Prepared),
+}
+
 impl AnyRegistry {
     /// The registry over `api`. For v2 it first makes sure etcd serves the
     /// v2 API, so a server without it fails at start-up with the fix
@@ -106,6 +111,7 @@ impl Source for AnySource {
 
 impl FleetRegistry for AnyRegistry {
     type Source = AnySource;
+    type Prepared = AnyPrepared;
 
     fn keys(&self) -> &FleetKeys {
         match self {
@@ -135,10 +141,20 @@ impl FleetRegistry for AnyRegistry {
         }
     }
 
-    async fn apply(&self, ops: Vec<FleetOp>, fence: &Fence) -> Result<(), ApplyError> {
+    fn prepare(&self, ops: Vec<FleetOp>) -> AnyPrepared {
         match self {
-            AnyRegistry::V2(r) => r.apply(ops, fence).await,
-            AnyRegistry::V3(r) => r.apply(ops, fence).await,
+            AnyRegistry::V2(r) => AnyPrepared::V2(r.prepare(ops)),
+            AnyRegistry::V3(r) => AnyPrepared::V3(r.prepare(ops)),
+        }
+    }
+
+    async fn commit(&self, prepared: AnyPrepared, fence: &Fence) -> Result<(), ApplyError> {
+        match (self, prepared) {
+            (AnyRegistry::V2(r), AnyPrepared::V2(p)) => r.commit(p, fence).await,
+            (AnyRegistry::V3(r), AnyPrepared::V3(p)) => r.commit(p, fence).await,
+            _ => Err(ApplyError::Failed(
+                "a batch prepared for one fleet API was sent through the other".into(),
+            )),
         }
     }
 }

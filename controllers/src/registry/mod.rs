@@ -8,10 +8,10 @@ mod v2;
 mod v2_source;
 mod v3;
 
-pub use any::{AnyRegistry, AnySource, FleetApi};
+pub use any::{AnyPrepared, AnyRegistry, AnySource, FleetApi};
 pub use v2::V2Registry;
 pub use v2_source::{POLL_WINDOW, V2Prefix, events_of};
-pub use v3::{DEFAULT_MAX_TXN_OPS, V3Registry};
+pub use v3::{DEFAULT_MAX_TXN_OPS, V3Batch, V3Registry};
 
 use crate::etcd::EtcdError;
 use crate::fleet::records::{Record, create_records};
@@ -58,6 +58,8 @@ pub enum ApplyError {
 
 pub trait FleetRegistry: Send + Sync + 'static {
     type Source: Source + Clone;
+    /// A batch of ops made ready to send.
+    type Prepared: Send + 'static;
 
     fn keys(&self) -> &FleetKeys;
     /// `<fleet>job/<unit-prefix>:…`
@@ -74,6 +76,17 @@ pub trait FleetRegistry: Send + Sync + 'static {
     fn apply(
         &self,
         ops: Vec<FleetOp>,
+        fence: &Fence,
+    ) -> impl Future<Output = Result<(), ApplyError>> + Send {
+        self.commit(self.prepare(ops), fence)
+    }
+    /// The CPU half of [`FleetRegistry::apply`]: `ops` as requests, built
+    /// while the previous batch is on the wire.
+    fn prepare(&self, ops: Vec<FleetOp>) -> Self::Prepared;
+    /// The network half of [`FleetRegistry::apply`].
+    fn commit(
+        &self,
+        prepared: Self::Prepared,
         fence: &Fence,
     ) -> impl Future<Output = Result<(), ApplyError>> + Send;
 }

@@ -139,6 +139,7 @@ impl V2Registry {
 
 impl FleetRegistry for V2Registry {
     type Source = V2Prefix;
+    type Prepared = Vec<FleetOp>;
 
     fn keys(&self) -> &FleetKeys {
         &self.keys
@@ -156,7 +157,12 @@ impl FleetRegistry for V2Registry {
         V2Prefix::new(self.client.clone(), prefix)
     }
 
-    async fn apply(&self, ops: Vec<FleetOp>, fence: &Fence) -> Result<(), ApplyError> {
+    /// Nothing to build ahead: v2 requests are made as they are sent.
+    fn prepare(&self, ops: Vec<FleetOp>) -> Vec<FleetOp> {
+        ops
+    }
+
+    async fn commit(&self, ops: Vec<FleetOp>, fence: &Fence) -> Result<(), ApplyError> {
         let (statuses, fleet): (Vec<&FleetOp>, Vec<&FleetOp>) = ops
             .iter()
             .partition(|op| matches!(op, FleetOp::Status { .. }));

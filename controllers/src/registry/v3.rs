@@ -32,7 +32,7 @@ impl V3Registry {
         }
     }
 
-    async fn commit(&self, ops: Vec<TxnOp>, fence: &Fence) -> Result<(), ApplyError> {
+    async fn send_txn(&self, ops: Vec<TxnOp>, fence: &Fence) -> Result<(), ApplyError> {
         if ops.is_empty() {
             return Ok(());
         }
@@ -51,6 +51,15 @@ impl V3Registry {
             Err(ApplyError::Fenced)
         }
     }
+}
+
+/// Ops as the transactions that carry them (more than one when they exceed
+/// etcd's limits), and what they count for the metrics.
+#[derive(Default)]
+pub struct V3Batch {
+    txns: Vec<Vec<TxnOp>>,
+    creates: u64,
+    destroys: u64,
 }
 
 /// One etcd operation of a transaction.
@@ -98,6 +107,7 @@ fn txn_ops(keys: &FleetKeys, op: FleetOp) -> Vec<Write> {
 
 impl FleetRegistry for V3Registry {
     type Source = EtcdPrefix;
+    type Prepared = V3Batch;
 
     fn keys(&self) -> &FleetKeys {
         &self.keys
@@ -115,16 +125,16 @@ impl FleetRegistry for V3Registry {
         EtcdPrefix::new(self.client.clone(), self.config.clone(), prefix)
     }
 
-    async fn apply(&self, ops: Vec<FleetOp>, fence: &Fence) -> Result<(), ApplyError> {
-        let (mut creates, mut destroys) = (0, 0);
+    fn prepare(&self, ops: Vec<FleetOp>) -> V3Batch {
+        let mut prepared = V3Batch::default();
         let mut batch = Vec::new();
         let mut bytes = 0;
         // etcd refuses a transaction that names one key twice.
         let mut seen: HashSet<String> = HashSet::new();
         for op in ops {
             match op {
-                FleetOp::Create { .. } => creates += 1,
-                FleetOp::Destroy { .. } => destroys += 1,
+                FleetOp::Create { .. } => prepared.creates += 1,
+                FleetOp::Destroy { .. } => prepared.destroys += 1,
                 FleetOp::Status { .. } => {}
             }
             let writes = txn_ops(&self.keys, op);
@@ -136,7 +146,7 @@ impl FleetRegistry for V3Registry {
             if !batch.is_empty()
                 && (batch.len() + fresh.len() > self.max_txn_ops || bytes + size > MAX_TXN_BYTES)
             {
-                self.commit(std::mem::take(&mut batch), fence).await?;
+                prepared.txns.push(std::mem::take(&mut batch));
                 bytes = 0;
                 seen.clear();
             }
@@ -146,9 +156,20 @@ impl FleetRegistry for V3Registry {
             }
             bytes += size;
         }
-        self.commit(batch, fence).await?;
-        metrics::counter!("kaylee_fleet_writes_total", "op" => "create").increment(creates);
-        metrics::counter!("kaylee_fleet_writes_total", "op" => "destroy").increment(destroys);
+        if !batch.is_empty() {
+            prepared.txns.push(batch);
+        }
+        prepared
+    }
+
+    async fn commit(&self, prepared: V3Batch, fence: &Fence) -> Result<(), ApplyError> {
+        for txn in prepared.txns {
+            self.send_txn(txn, fence).await?;
+        }
+        metrics::counter!("kaylee_fleet_writes_total", "op" => "create")
+            .increment(prepared.creates);
+        metrics::counter!("kaylee_fleet_writes_total", "op" => "destroy")
+            .increment(prepared.destroys);
         Ok(())
     }
 }

@@ -4,6 +4,7 @@
 //! does and an idle controller writes at once.
 
 use std::future::Future;
+use std::task::Poll;
 use tokio::sync::{mpsc, oneshot};
 
 /// Why a shared write failed, as every waiter on it sees it.
@@ -57,6 +58,27 @@ impl<T> Batch<T> {
         self.room == 0
     }
 
+    /// A batch of `first` and then as much of what has queued as fits;
+    /// what did not fit goes to `held`.
+    fn fill(
+        first: Held<T>,
+        max_weight: usize,
+        weight: fn(&T) -> usize,
+        held: &mut Option<Held<T>>,
+        rx: &mut mpsc::UnboundedReceiver<Request<T>>,
+    ) -> Batch<T> {
+        let mut batch = Batch::new(max_weight, weight);
+        let mut next = Some(first);
+        while let Some(request) = next.take() {
+            *held = batch.take(request);
+            if held.is_some() || batch.is_full() {
+                break;
+            }
+            next = rx.try_recv().ok().map(Held::whole);
+        }
+        batch
+    }
+
     /// Takes as many of `request`'s items, in order, as there is room for
     /// (at least one into an empty batch, however heavy), so transactions
     /// go out full; what is left comes back. Its waiter waits for the
@@ -94,50 +116,70 @@ impl<T: Send + 'static> Coalescer<T> {
     /// Starts the writer task. `weight` says how much of a transaction an
     /// item uses (etcd operations); batches are filled to `max_weight` (or
     /// hold a single heavier item), splitting a request between two
-    /// consecutive batches where it does not fit whole. Items reach
+    /// consecutive batches where it does not fit whole. Each batch goes
+    /// through `prepare` (CPU: building the requests), then `commit` (the
+    /// network); the next batch is prepared while one is in flight, and
+    /// when a commit fails the batch prepared behind it fails too, since it
+    /// may hold the rest of a request the failed one began. Items reach
     /// `commit` in the order submitted. The task ends when the coalescer
     /// drops.
-    pub fn spawn<F, Fut>(max_weight: usize, weight: fn(&T) -> usize, commit: F) -> Coalescer<T>
+    pub fn spawn<P, Prep, F, Fut>(
+        max_weight: usize,
+        weight: fn(&T) -> usize,
+        prepare: Prep,
+        commit: F,
+    ) -> Coalescer<T>
     where
-        F: Fn(Vec<T>) -> Fut + Send + 'static,
+        Prep: Fn(Vec<T>) -> P + Send + 'static,
+        P: Send + 'static,
+        F: Fn(P) -> Fut + Send + 'static,
         Fut: Future<Output = Result<(), WriteError>> + Send,
     {
         let (tx, mut rx) = mpsc::unbounded_channel::<Request<T>>();
         tokio::spawn(async move {
             // What did not fit the last batch: it goes first in the next.
             let mut held: Option<Held<T>> = None;
+            // A batch prepared while the one before it was in flight.
+            let mut ready: Option<(P, Vec<Reply>)> = None;
             loop {
-                let first = match held.take() {
-                    Some(h) => h,
-                    None => match rx.recv().await {
-                        Some(r) => Held::whole(r),
-                        None => return,
-                    },
-                };
-                let mut batch = Batch::new(max_weight, weight);
-                let mut next = Some(first);
-                while let Some(request) = next.take() {
-                    held = batch.take(request);
-                    if held.is_some() || batch.is_full() {
-                        break;
+                let (prepared, waiters) = match ready.take() {
+                    Some(r) => r,
+                    None => {
+                        let first = match held.take() {
+                            Some(h) => h,
+                            None => match rx.recv().await {
+                                Some(r) => Held::whole(r),
+                                None => return,
+                            },
+                        };
+                        let batch = Batch::fill(first, max_weight, weight, &mut held, &mut rx);
+                        (prepare(batch.items), batch.waiters)
                     }
-                    next = rx.try_recv().ok().map(Held::whole);
+                };
+                metrics::histogram!("kaylee_write_batch_requests").record(waiters.len() as f64);
+                let mut in_flight = std::pin::pin!(commit(prepared));
+                // One poll sends the request; its round trip is time to
+                // prepare the next batch from whatever has queued.
+                let early = futures::poll!(in_flight.as_mut());
+                let first = held.take().or_else(|| rx.try_recv().ok().map(Held::whole));
+                if let Some(first) = first {
+                    let batch = Batch::fill(first, max_weight, weight, &mut held, &mut rx);
+                    ready = Some((prepare(batch.items), batch.waiters));
                 }
-                metrics::histogram!("kaylee_write_batch_requests")
-                    .record(batch.waiters.len() as f64);
-                let result = commit(batch.items).await;
-                for w in batch.waiters {
+                let result = match early {
+                    Poll::Ready(r) => r,
+                    Poll::Pending => in_flight.await,
+                };
+                for w in waiters {
                     // A reconcile that gave up waiting no longer cares.
                     let _ = w.send(result.clone());
                 }
-                // The rest of a request whose first part failed is not
-                // written: its waiter learns of the failure now.
-                if result.is_err()
-                    && let Some(Held {
-                        reply, split: true, ..
-                    }) = held.take()
-                {
-                    let _ = reply.send(result);
+                if result.is_err() {
+                    let behind = ready.take().map(|(_, w)| w).unwrap_or_default();
+                    let rest = held.take_if(|h| h.split).map(|h| h.reply);
+                    for w in behind.into_iter().chain(rest) {
+                        let _ = w.send(result.clone());
+                    }
                 }
             }
         });
@@ -174,6 +216,7 @@ mod tests {
         let c = Arc::new(Coalescer::spawn(
             10,
             |_| 3,
+            |items| items,
             move |items: Vec<u32>| {
                 let seen = seen.clone();
                 async move {
@@ -206,7 +249,12 @@ mod tests {
 
     #[tokio::test]
     async fn every_waiter_sees_the_shared_outcome() {
-        let c = Coalescer::spawn(100, |_| 1, |_: Vec<u8>| async { Err(WriteError::Fenced) });
+        let c = Coalescer::spawn(
+            100,
+            |_| 1,
+            |i| i,
+            |_: Vec<u8>| async { Err(WriteError::Fenced) },
+        );
         assert_eq!(c.submit(vec![1]).await, Err(WriteError::Fenced));
         assert_eq!(
             c.submit(vec![]).await,
@@ -217,24 +265,25 @@ mod tests {
 
     type Commits = Arc<Mutex<Vec<Vec<u32>>>>;
 
-    /// A coalescer of weight-1 items whose commits are recorded and wait
-    /// until the gate is open (so requests queue behind them); the first
-    /// `failures` fail.
-    fn recording(
-        max: usize,
-        failures: usize,
-    ) -> (
-        Arc<Coalescer<u32>>,
-        Commits,
-        tokio::sync::watch::Sender<bool>,
-    ) {
-        let commits: Commits = Arc::default();
+    /// A coalescer of weight-1 items whose batches are recorded as they
+    /// are prepared and as they are committed; commits wait until the gate
+    /// is open (so requests queue behind them) and the first `failures`
+    /// fail.
+    fn recording(max: usize, failures: usize) -> Recording {
+        let (commits, prepared): (Commits, Commits) = Default::default();
         let seen = commits.clone();
         let (gate, open) = tokio::sync::watch::channel(false);
         let calls = Arc::new(Mutex::new(0usize));
+        let log = prepared.clone();
         let c = Coalescer::spawn(
             max,
             |_| 1,
+            move |items: Vec<u32>| {
+                if let Ok(mut l) = log.lock() {
+                    l.push(items.clone());
+                }
+                items
+            },
             move |items: Vec<u32>| {
                 let (seen, calls, mut open) = (seen.clone(), calls.clone(), open.clone());
                 async move {
@@ -255,7 +304,19 @@ mod tests {
                 }
             },
         );
-        (Arc::new(c), commits, gate)
+        Recording {
+            c: Arc::new(c),
+            commits,
+            prepared,
+            gate,
+        }
+    }
+
+    struct Recording {
+        c: Arc<Coalescer<u32>>,
+        commits: Commits,
+        prepared: Commits,
+        gate: tokio::sync::watch::Sender<bool>,
     }
 
     fn recorded(commits: &Commits) -> Vec<Vec<u32>> {
@@ -264,7 +325,9 @@ mod tests {
 
     #[tokio::test]
     async fn requests_are_split_so_batches_go_out_full_and_in_order() {
-        let (c, commits, gate) = recording(10, 0);
+        let Recording {
+            c, commits, gate, ..
+        } = recording(10, 0);
         let submit = |r: u32| {
             let c = c.clone();
             let items: Vec<u32> = (r * 4..r * 4 + 4).collect();
@@ -304,7 +367,9 @@ mod tests {
 
     #[tokio::test]
     async fn the_rest_of_a_request_whose_first_part_failed_is_not_written() {
-        let (c, commits, gate) = recording(4, 1);
+        let Recording {
+            c, commits, gate, ..
+        } = recording(4, 1);
         let _ = gate.send(true);
         assert_eq!(
             c.submit((1..=6).collect()).await,
@@ -321,6 +386,7 @@ mod tests {
         let c = Coalescer::spawn(
             2,
             |n: &u32| *n as usize,
+            |items| items,
             move |items: Vec<u32>| {
                 let seen = seen.clone();
                 async move {
@@ -332,5 +398,50 @@ mod tests {
         );
         assert_eq!(c.submit(vec![1, 5, 1]).await, Ok(()));
         assert_eq!(recorded(&commits), [vec![1], vec![5], vec![1]]);
+    }
+
+    /// Submits each of `requests` from its own task, in order (this
+    /// runtime polls tasks in the order spawned).
+    fn submit_all(
+        c: &Arc<Coalescer<u32>>,
+        requests: &[Vec<u32>],
+    ) -> Vec<tokio::task::JoinHandle<Result<(), WriteError>>> {
+        requests
+            .iter()
+            .map(|r| {
+                let (c, r) = (c.clone(), r.clone());
+                tokio::spawn(async move { c.submit(r).await })
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn the_next_batch_is_prepared_while_one_is_in_flight() {
+        let r = recording(1, 0);
+        let tasks = submit_all(&r.c, &[vec![1], vec![2], vec![3]]);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(recorded(&r.prepared), [vec![1], vec![2]]);
+        assert!(recorded(&r.commits).is_empty(), "1 is still in flight");
+        let _ = r.gate.send(true);
+        for t in tasks {
+            assert_eq!(t.await.ok(), Some(Ok(())));
+        }
+        assert_eq!(recorded(&r.commits), [vec![1], vec![2], vec![3]]);
+    }
+
+    #[tokio::test]
+    async fn a_failed_commit_fails_the_batch_prepared_behind_it() {
+        let r = recording(1, 1);
+        let tasks = submit_all(&r.c, &[vec![1], vec![2]]);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let _ = r.gate.send(true);
+        for t in tasks {
+            assert_eq!(
+                t.await.ok(),
+                Some(Err(WriteError::Failed("refused".into())))
+            );
+        }
+        assert_eq!(r.c.submit(vec![3]).await, Ok(()));
+        assert_eq!(recorded(&r.commits), [vec![3]], "2 was never sent");
     }
 }

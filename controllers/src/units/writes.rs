@@ -24,13 +24,20 @@ pub fn writer<R: FleetRegistry>(
         FleetOp::Create { .. } => 3,
         FleetOp::Destroy { .. } | FleetOp::Status { .. } => 1,
     };
-    Coalescer::spawn(max_ops, weight, move |ops: Vec<FleetOp>| {
+    let prepare = {
+        let registry = registry.clone();
+        move |ops: Vec<FleetOp>| registry.prepare(ops)
+    };
+    Coalescer::spawn(max_ops, weight, prepare, move |prepared: R::Prepared| {
         let (registry, fence) = (registry.clone(), fence.clone());
         async move {
-            registry.apply(ops, &fence).await.map_err(|e| match e {
-                ApplyError::Fenced => WriteError::Fenced,
-                other => WriteError::Failed(other.to_string()),
-            })
+            registry
+                .commit(prepared, &fence)
+                .await
+                .map_err(|e| match e {
+                    ApplyError::Fenced => WriteError::Fenced,
+                    other => WriteError::Failed(other.to_string()),
+                })
         }
     })
 }
