@@ -143,6 +143,13 @@ pub struct ServerArgs {
     // start (README, Performance).
     #[arg(long, env = "KAYLEE_WORKERS", default_value_t = 32)]
     pub workers: usize,
+    /// Threads that run the server [default: one less than the cores, at
+    /// least 1, at most 2].
+    // Its writes go through one transaction at a time, so more threads add
+    // little, and on a small machine they take the core etcd needs (README,
+    // Performance).
+    #[arg(long, env = "KAYLEE_THREADS", value_parser = clap::value_parser!(u16).range(1..))]
+    pub threads: Option<u16>,
     /// Operations per etcd transaction (etcd's --max-txn-ops).
     #[arg(long, env = "KAYLEE_MAX_TXN_OPS", default_value_t = 128)]
     pub max_txn_ops: usize,

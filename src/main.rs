@@ -19,9 +19,38 @@ use std::process::ExitCode;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
+    let runtime = match &cli.command {
+        Command::Server(args) => {
+            let threads = args.threads.map_or_else(default_threads, usize::from);
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(threads)
+                .enable_all()
+                .build()
+        }
+        _ => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+    };
+    match runtime {
+        Ok(runtime) => runtime.block_on(run(cli)),
+        Err(e) => {
+            eprintln!("kaylee: cannot start the async runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// One less than the cores, so an etcd on the same machine keeps one,
+/// at most 2: the writer sends one transaction at a time, which 2 threads
+/// of reconciles keep busy.
+fn default_threads() -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    cores.saturating_sub(1).clamp(1, 2)
+}
+
+async fn run(cli: Cli) -> ExitCode {
     let etcd = &cli.etcd;
     match &cli.command {
         Command::Server(args) => logging::init(args.log_format, "info"),
