@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The benchmark entry point:
-#   deploy/bench.sh            full: 10,000 units x 4 replicas, 1,000 latency samples (< 10 min)
-#   deploy/bench.sh --quick    small: 500 units, 100 samples (< 1 min once built)
+#   deploy/bench.sh            full: 10,000 units x 4 replicas, 3 cold/raw pairs,
+#                              1,000 latency samples (< 10 min)
+#   deploy/bench.sh --quick    small: 500 units, 1 pair, 100 samples (< 1 min once built)
 # Builds the release kaylee binary and the bench program
 # (deploy/bench/main.rs), which starts its own etcd (Debian's etcd-server,
 # /usr/bin/etcd, or $KAYLEE_BENCH_ETCD) and kaylee servers on loopback, and

@@ -1,5 +1,5 @@
 //! What a run measures, from the command line: `--quick` for CI, else the
-//! full size. `--units`, `--samples`, `--idle-secs` and `--only raw,cold,…`
+//! full size. `--units`, `--pairs`, `--samples`, `--idle-secs` and `--only raw,cold,…`
 //! (cold always runs: the rest needs its cluster) are for experiments;
 //! cargo's `--bench` is ignored.
 
@@ -10,6 +10,8 @@ pub struct Mode {
     pub quick: bool,
     pub units: usize,
     pub samples: usize,
+    /// cold/raw pairs (see pairs.rs).
+    pub pairs: usize,
     pub idle: Duration,
     pub lease_ttl_s: u64,
     only: Option<Vec<String>>,
@@ -32,6 +34,7 @@ impl Mode {
         Ok(Mode {
             quick,
             units: number("--units")?.map_or(if quick { 500 } else { 10_000 }, |n| n as usize),
+            pairs: number("--pairs")?.map_or(if quick { 1 } else { 3 }, |n| n.max(1) as usize),
             samples: number("--samples")?.map_or(if quick { 100 } else { 1_000 }, |n| n as usize),
             idle: Duration::from_secs(number("--idle-secs")?.unwrap_or(if quick {
                 10
