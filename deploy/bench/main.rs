@@ -1,5 +1,6 @@
 //! kaylee-bench: Kaylee's reconcile throughput against etcd's own write rate,
-//! change latency, failover, memory and idle CPU. Run it with
+//! change latency, failover, memory, idle CPU and the planner's cost per
+//! fleet unit as units grow. Run it with
 //! `deploy/bench.sh [--quick]`; it prints one JSON object per line per
 //! scenario (README, Performance). It starts its own etcd and servers and
 //! kills them at exit, also on panic or Ctrl-C.
@@ -11,6 +12,7 @@ mod failover;
 mod latency;
 mod mode;
 mod pairs;
+mod planner;
 mod procs;
 mod raw;
 mod report;
@@ -23,6 +25,7 @@ mod watch;
 use anyhow::Result;
 use etcd_client::Client;
 use kaylee_controllers::keys::FleetKeys;
+use serde_json::Value;
 use std::time::Instant;
 
 const FLEET_PREFIX: &str = "/_coreos.com/fleet/";
@@ -86,6 +89,10 @@ async fn run() -> Result<bool> {
         }
         return Ok(false);
     };
-    let ok = converged::run(&bench, &mode, &flags, cold).await;
+    let mut ok = converged::run(&bench, &mode, &flags, cold).await;
+    if mode.wants("planner") {
+        eprintln!("kaylee-bench: planner");
+        ok &= report::line("planner", planner::run(mode.quick), Value::clone).is_some();
+    }
     Ok(ok && raw_ok)
 }

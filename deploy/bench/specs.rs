@@ -40,6 +40,11 @@ pub fn name(i: usize) -> String {
 /// Unit `i` at `version` (a latency or failover change bumps the version,
 /// which changes an env value and so the spec hash).
 pub fn unit(i: usize, version: u32) -> Result<BenchUnit> {
+    sized(i, version, REPLICAS)
+}
+
+/// Unit `i` at `version` with `replicas` replicas.
+pub fn sized(i: usize, version: u32, replicas: u32) -> Result<BenchUnit> {
     let family = i % FAMILIES.len();
     let name = name(i);
     let mut env = vec![
@@ -54,7 +59,7 @@ pub fn unit(i: usize, version: u32) -> Result<BenchUnit> {
         env.push(json!({"name": "PORT", "value": (8000 + i % 1000).to_string()}));
     }
     let mut spec = json!({
-        "replicas": REPLICAS,
+        "replicas": replicas,
         "image": IMAGES[family],
         "env": env,
         "machine": [if i.is_multiple_of(2) { "ssd=false" } else { "ssd=true" }],
