@@ -1,5 +1,6 @@
 //! The README stays true: every flag of every command is documented, every
-//! unit field is in the reference, and CI runs the test command it shows.
+//! unit field is in the reference, and CI runs the test command it shows;
+//! so does the env example: every server variable is in it.
 
 use std::process::Command;
 
@@ -54,6 +55,30 @@ fn every_flag_of_every_command_is_in_the_readme() {
                 "README does not mention {flag} of `kaylee {command}`"
             );
         }
+    }
+}
+
+/// deploy/kaylee.env.example says it documents every variable the server
+/// reads; `kaylee server --help` names them as `[env: NAME=…]`.
+#[test]
+fn every_server_variable_is_in_the_env_example() {
+    let example = include_str!("../deploy/kaylee.env.example");
+    let out = Command::new(env!("CARGO_BIN_EXE_kaylee"))
+        .args(["server", "--help"])
+        .output()
+        .expect("kaylee runs");
+    let help = String::from_utf8_lossy(&out.stdout).into_owned();
+    let variables: Vec<&str> = help
+        .split("[env: ")
+        .skip(1)
+        .filter_map(|rest| rest.split(['=', ']']).next())
+        .collect();
+    assert!(variables.contains(&"KAYLEE_WORKERS"), "{variables:?}");
+    for variable in variables {
+        assert!(
+            example.contains(&format!("#{variable}=")),
+            "deploy/kaylee.env.example does not document {variable}"
+        );
     }
 }
 
