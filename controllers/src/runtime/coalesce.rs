@@ -1,7 +1,8 @@
 //! Coalesces the writes of concurrent reconciles into as few etcd
 //! transactions as the size limits allow. While one transaction is in
-//! flight, the next requests queue up, so batches grow exactly when load
-//! does and an idle controller writes at once.
+//! flight, the next requests queue up and the next batch is built from
+//! them, so batches grow exactly when load does, an idle controller writes
+//! at once, and etcd does not wait on the writer between two transactions.
 
 use std::future::Future;
 use std::task::Poll;
