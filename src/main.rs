@@ -21,6 +21,14 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Kept to the end: it writes the server's last lines.
+    let _logs = match &cli.command {
+        Command::Server(args) => Some(logging::init_server(args.log_format)),
+        _ => {
+            logging::init(LogFormat::Text, "warn");
+            None
+        }
+    };
     let runtime = match &cli.command {
         Command::Server(args) => {
             let threads = args.threads.map_or_else(default_threads, usize::from);
@@ -52,10 +60,6 @@ fn default_threads() -> usize {
 
 async fn run(cli: Cli) -> ExitCode {
     let etcd = &cli.etcd;
-    match &cli.command {
-        Command::Server(args) => logging::init(args.log_format, "info"),
-        _ => logging::init(LogFormat::Text, "warn"),
-    }
     let result = match &cli.command {
         Command::Validate { files } => commands::validate::run(files),
         Command::Render {
