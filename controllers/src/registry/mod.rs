@@ -4,6 +4,7 @@
 //! API is behind it.
 
 mod any;
+mod txn;
 mod v2;
 mod v2_source;
 mod v3;

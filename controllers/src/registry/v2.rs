@@ -13,6 +13,7 @@
 //! through its watch and, plans being level-triggered, corrects on its next
 //! reconcile.
 
+use super::txn::{Write, txn_ops};
 use super::v2_source::V2Prefix;
 use super::{ApplyError, FleetOp, FleetRegistry};
 use crate::etcd::v2::{V2Client, V2Error, code};
@@ -90,16 +91,11 @@ impl V2Registry {
 
     /// Kaylee's status keys live in v3: one transaction fenced by the
     /// leader key, like every v3 write.
-    async fn write_statuses(&self, ops: &[&FleetOp], fence: &Fence) -> Result<(), ApplyError> {
+    async fn write_statuses(&self, ops: Vec<FleetOp>, fence: &Fence) -> Result<(), ApplyError> {
         let txn_ops: Vec<TxnOp> = ops
-            .iter()
-            .filter_map(|op| match op {
-                FleetOp::Status { key, json: Some(j) } => {
-                    Some(TxnOp::put(key.clone(), j.clone(), None))
-                }
-                FleetOp::Status { key, json: None } => Some(TxnOp::delete(key.clone(), None)),
-                _ => None,
-            })
+            .into_iter()
+            .flat_map(|op| txn_ops(&self.keys, op))
+            .map(Write::into_op)
             .collect();
         if txn_ops.is_empty() {
             return Ok(());
@@ -163,8 +159,8 @@ impl FleetRegistry for V2Registry {
     }
 
     async fn commit(&self, ops: Vec<FleetOp>, fence: &Fence) -> Result<(), ApplyError> {
-        let (statuses, fleet): (Vec<&FleetOp>, Vec<&FleetOp>) = ops
-            .iter()
+        let (statuses, fleet): (Vec<FleetOp>, Vec<FleetOp>) = ops
+            .into_iter()
             .partition(|op| matches!(op, FleetOp::Status { .. }));
         // Ops of one batch name different jobs (a plan never destroys and
         // creates one name at once), so within a group order does not matter.
@@ -175,6 +171,6 @@ impl FleetRegistry for V2Registry {
                 result?;
             }
         }
-        self.write_statuses(&statuses, fence).await
+        self.write_statuses(statuses, fence).await
     }
 }

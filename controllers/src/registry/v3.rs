@@ -1,12 +1,13 @@
 //! fleet's registry laid out as flat etcd v3 keys, written in transactions
 //! fenced by the leader key.
 
+use super::txn::{Write, txn_ops};
 use super::{ApplyError, FleetOp, FleetRegistry};
 use crate::etcd::EtcdConfig;
 use crate::keys::FleetKeys;
 use crate::runtime::EtcdPrefix;
 use crate::runtime::election::Fence;
-use etcd_client::{Client, DeleteOptions, Txn, TxnOp};
+use etcd_client::{Client, Txn, TxnOp};
 use std::collections::HashSet;
 
 /// etcd's default `--max-txn-ops`.
@@ -60,49 +61,6 @@ pub struct V3Batch {
     txns: Vec<Vec<TxnOp>>,
     creates: u64,
     destroys: u64,
-}
-
-/// One etcd operation of a transaction.
-enum Write {
-    Put(String, String),
-    Delete(String),
-    DeletePrefix(String),
-}
-
-impl Write {
-    fn key(&self) -> &str {
-        match self {
-            Write::Put(k, _) | Write::Delete(k) | Write::DeletePrefix(k) => k,
-        }
-    }
-
-    fn size(&self) -> usize {
-        match self {
-            Write::Put(k, v) => k.len() + v.len(),
-            Write::Delete(k) | Write::DeletePrefix(k) => k.len(),
-        }
-    }
-
-    fn into_op(self) -> TxnOp {
-        match self {
-            Write::Put(k, v) => TxnOp::put(k, v, None),
-            Write::Delete(k) => TxnOp::delete(k, None),
-            Write::DeletePrefix(k) => TxnOp::delete(k, Some(DeleteOptions::new().with_prefix())),
-        }
-    }
-}
-
-/// One op's etcd operations, which must land in the same transaction.
-fn txn_ops(keys: &FleetKeys, op: FleetOp) -> Vec<Write> {
-    match op {
-        FleetOp::Create { records, .. } => records
-            .into_iter()
-            .map(|r| Write::Put(keys.absolute(&r.key), r.value))
-            .collect(),
-        FleetOp::Destroy { name } => vec![Write::DeletePrefix(keys.job(&name))],
-        FleetOp::Status { key, json: Some(j) } => vec![Write::Put(key, j)],
-        FleetOp::Status { key, json: None } => vec![Write::Delete(key)],
-    }
 }
 
 impl FleetRegistry for V3Registry {
