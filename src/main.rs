@@ -21,25 +21,24 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // Kept to the end: it writes the server's last lines.
-    let _logs = match &cli.command {
-        Command::Server(args) => Some(logging::init_server(args.log_format)),
-        _ => {
-            logging::init(LogFormat::Text, "warn");
-            None
-        }
-    };
-    let runtime = match &cli.command {
+    // The log guard is kept to the end: it writes the server's last lines.
+    let (_logs, runtime) = match &cli.command {
         Command::Server(args) => {
+            let logs = logging::init_server(args.log_format);
             let threads = args.threads.map_or_else(default_threads, usize::from);
-            tokio::runtime::Builder::new_multi_thread()
+            let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(threads)
                 .enable_all()
-                .build()
+                .build();
+            (Some(logs), runtime)
         }
-        _ => tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build(),
+        _ => {
+            logging::init(LogFormat::Text, "warn");
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
+            (None, runtime)
+        }
     };
     match runtime {
         Ok(runtime) => runtime.block_on(run(cli)),

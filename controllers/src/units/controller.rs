@@ -11,8 +11,6 @@ use crate::keys::{FleetKeys, JobField, KayleeKeys};
 use crate::registry::{ApplyError, FleetRegistry};
 use crate::runtime::election::Fence;
 use crate::runtime::{Cache, EtcdPrefix, WorkQueue, informer};
-
-mod reconcile;
 use etcd_client::Client;
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -20,6 +18,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+
+mod reconcile;
 
 #[derive(Debug, Clone)]
 pub struct ControllerConfig {
