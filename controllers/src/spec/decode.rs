@@ -2,7 +2,7 @@
 //! (not just the first) with its field path and position.
 
 use super::error::{Pos, SpecError, SpecErrors};
-use super::model::{EnvVar, Spec, Unit, Volume};
+use super::model::{EnvVar, OnFailure, Spec, Unit, UpdateOrder, Volume};
 use super::node::{Entry, Kind, Node};
 use super::rules;
 
@@ -21,6 +21,11 @@ const SPEC_FIELDS: &[&str] = &[
     "global",
     "conflicts",
     "startupDelay",
+    "minReadySeconds",
+    "progressDeadline",
+    "onFailure",
+    "maxSurge",
+    "updateOrder",
 ];
 const ENV_FIELDS: &[&str] = &["name", "value"];
 const VOLUME_FIELDS: &[&str] = &["id", "driver", "path", "options"];
@@ -28,7 +33,10 @@ const VOLUME_FIELDS: &[&str] = &["id", "driver", "path", "options"];
 /// Upper bounds that keep a typo (or an attack) from asking fleet for a
 /// billion units.
 pub const MAX_REPLICAS: u64 = 1000;
+/// Bound of `minReadySeconds` (and its alias `startupDelay`).
 pub const MAX_STARTUP_DELAY_SECS: u64 = 3600;
+/// Bound of `progressDeadline`: a day.
+pub const MAX_PROGRESS_DEADLINE_SECS: u64 = 86_400;
 
 pub(super) struct Decoder<'a> {
     source: &'a str,
@@ -282,9 +290,31 @@ impl<'a> Decoder<'a> {
         let conflicts = self.list(f.get("conflicts"), "spec.conflicts", |d, n, path| {
             d.checked(n, path, rules::conflict)
         });
-        let startup_delay = f
-            .get("startupDelay")
-            .and_then(|n| self.int(n, "spec.startupDelay", 0, MAX_STARTUP_DELAY_SECS));
+        let min_ready_seconds = self.min_ready(&f);
+        let progress_deadline = f
+            .get("progressDeadline")
+            .and_then(|n| self.seconds(n, "spec.progressDeadline", 1, MAX_PROGRESS_DEADLINE_SECS));
+        let on_failure = f.get("onFailure").and_then(|n| {
+            self.word(
+                n,
+                "spec.onFailure",
+                &[
+                    ("pause", OnFailure::Pause),
+                    ("rollback", OnFailure::Rollback),
+                ],
+            )
+        });
+        let max_surge = count(self, "maxSurge", MAX_REPLICAS);
+        let update_order = f.get("updateOrder").and_then(|n| {
+            self.word(
+                n,
+                "spec.updateOrder",
+                &[
+                    ("start-first", UpdateOrder::StartFirst),
+                    ("stop-first", UpdateOrder::StopFirst),
+                ],
+            )
+        });
         if self.errors.len() != before {
             return None;
         }
@@ -301,8 +331,90 @@ impl<'a> Decoder<'a> {
             docker_args,
             global,
             conflicts,
-            startup_delay,
+            min_ready_seconds,
+            progress_deadline,
+            on_failure,
+            max_surge,
+            update_order,
         })
+    }
+
+    /// `minReadySeconds`, or its older name `startupDelay` (the original's,
+    /// which meant the same pause); both at once is ambiguous.
+    fn min_ready(&mut self, f: &Fields<'_>) -> Option<u32> {
+        let read = |d: &mut Self, key: &str| {
+            f.get(key)
+                .and_then(|n| d.int(n, &join("spec", key), 0, MAX_STARTUP_DELAY_SECS))
+        };
+        match (f.get("minReadySeconds"), f.get("startupDelay")) {
+            (Some(_), Some(alias)) => {
+                self.error(
+                    "spec.startupDelay",
+                    alias.pos,
+                    "is an older name of spec.minReadySeconds; give only one",
+                );
+                None
+            }
+            (Some(_), None) => read(self, "minReadySeconds"),
+            (None, Some(_)) => read(self, "startupDelay"),
+            (None, None) => None,
+        }
+    }
+
+    /// A duration in whole seconds: a number (seconds) or a string such as
+    /// `90s`, `10m` or `1h 30m` (humantime's syntax).
+    fn seconds(&mut self, node: &Node, path: &str, min: u64, max: u64) -> Option<u32> {
+        let quoted_or_unit = match &node.kind {
+            Kind::Scalar { text, quoted } => *quoted || text.parse::<i128>().is_err(),
+            _ => false,
+        };
+        if !quoted_or_unit {
+            return self.int(node, path, min, max);
+        }
+        let text = self.string(node, path)?;
+        match humantime::parse_duration(&text) {
+            Ok(d) if d.subsec_nanos() != 0 => {
+                self.error(path, node.pos, "must be whole seconds");
+                None
+            }
+            Ok(d) if d.as_secs() < min || d.as_secs() > max => {
+                self.error(
+                    path,
+                    node.pos,
+                    format!("must be between {min}s and {max}s, got {text}"),
+                );
+                None
+            }
+            // In range and max ≤ u32::MAX, so the conversion holds.
+            Ok(d) => u32::try_from(d.as_secs()).ok(),
+            Err(e) => {
+                self.error(
+                    path,
+                    node.pos,
+                    format!("expected seconds or a duration such as `10m`: {e}"),
+                );
+                None
+            }
+        }
+    }
+
+    /// One of a fixed set of words.
+    fn word<T: Copy>(&mut self, node: &Node, path: &str, words: &[(&str, T)]) -> Option<T> {
+        let text = self.string(node, path)?;
+        let found = words.iter().find(|(w, _)| *w == text).map(|(_, v)| *v);
+        if found.is_none() {
+            let names: Vec<&str> = words.iter().map(|(w, _)| *w).collect();
+            self.error(
+                path,
+                node.pos,
+                format!(
+                    "expected one of: {}, got `{}`",
+                    names.join(", "),
+                    text.escape_debug()
+                ),
+            );
+        }
+        found
     }
 
     fn env_var(&mut self, node: &Node, path: &str) -> Option<EnvVar> {

@@ -4,6 +4,7 @@
 //! its absence means "singleton".
 
 use serde::Serialize;
+use std::time::Duration;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Unit {
@@ -37,8 +38,63 @@ pub struct Spec {
     pub global: bool,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub conflicts: Vec<String>,
+    /// Seconds a replica must stay ready before it counts as available
+    /// (Kubernetes' `minReadySeconds`); `startupDelay` is read as an alias.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub startup_delay: Option<u32>,
+    pub min_ready_seconds: Option<u32>,
+    /// Seconds a rollout may go without a new replica becoming available
+    /// before it stops (Kubernetes' `progressDeadlineSeconds`); unset: the
+    /// server's `--start-timeout`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub progress_deadline: Option<u32>,
+    /// What a stopped rollout does (Swarm's `update_config.failure_action`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on_failure: Option<OnFailure>,
+    /// New replicas that may be on their way at once beyond `replicas`
+    /// during a start-first rollout (Kubernetes' `maxSurge`); unset: 1.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_surge: Option<u32>,
+    /// Whether a rollout starts a new replica before stopping an old one
+    /// (Swarm's `update_config.order`); unset: start-first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub update_order: Option<UpdateOrder>,
+}
+
+/// What a rollout does when no new replica becomes available within its
+/// progress deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnFailure {
+    /// Stop: keep every old replica, report `failed`, wait for a new spec.
+    #[default]
+    Pause,
+    /// Put back the last revision that was fully available.
+    Rollback,
+}
+
+/// The order of the two steps that replace one replica.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UpdateOrder {
+    /// Start the new replica, stop an old one once the new one is available:
+    /// availability never drops below `replicas`; needs room for one more.
+    #[default]
+    StartFirst,
+    /// Stop an old replica, then start its replacement: what a full cluster
+    /// needs; availability may drop to `replicas - 1`.
+    StopFirst,
+}
+
+/// How a unit's fleet units are replaced, from its rollout fields with
+/// their defaults applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RolloutPolicy {
+    pub min_ready: Duration,
+    pub progress_deadline: Duration,
+    pub on_failure: OnFailure,
+    /// At least 1.
+    pub max_surge: u32,
+    pub order: UpdateOrder,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -113,6 +169,36 @@ impl Unit {
             .as_deref()
             .and_then(shlex::split)
             .unwrap_or_default()
+    }
+
+    /// The rollout fields with their defaults; `default_deadline` is the
+    /// server's `--start-timeout`.
+    pub fn rollout(&self, default_deadline: Duration) -> RolloutPolicy {
+        let s = &self.spec;
+        RolloutPolicy {
+            min_ready: Duration::from_secs(u64::from(s.min_ready_seconds.unwrap_or(0))),
+            progress_deadline: s
+                .progress_deadline
+                .map_or(default_deadline, |d| Duration::from_secs(u64::from(d))),
+            on_failure: s.on_failure.unwrap_or_default(),
+            max_surge: s.max_surge.unwrap_or(1).max(1),
+            order: s.update_order.unwrap_or_default(),
+        }
+    }
+
+    /// The spec without what never reaches a unit's text (the replica
+    /// count and the rollout fields): what the spec hash is taken over, so
+    /// that scaling or changing how rollouts go restarts nothing.
+    pub fn template(&self) -> Spec {
+        Spec {
+            replicas: None,
+            min_ready_seconds: None,
+            progress_deadline: None,
+            on_failure: None,
+            max_surge: None,
+            update_order: None,
+            ..self.spec.clone()
+        }
     }
 
     /// Canonical JSON, as stored in etcd.

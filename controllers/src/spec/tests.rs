@@ -75,7 +75,7 @@ fn every_field_of_the_api_example_is_read() {
     assert!(!s.global);
     assert_eq!(s.conflicts, vec!["mongo-1"]);
     assert_eq!(s.machine_id, None);
-    assert_eq!(s.startup_delay, None);
+    assert_eq!(s.min_ready_seconds, None);
 }
 
 #[test]
@@ -111,7 +111,7 @@ fn layouts() {
 fn scalars_are_typed_like_yaml() {
     let u = with("  replicas: 2\n  startupDelay: 0\n  cmd: 1000\n  global: false\n").unwrap();
     assert_eq!(u.spec.replicas, Some(2));
-    assert_eq!(u.spec.startup_delay, Some(0));
+    assert_eq!(u.spec.min_ready_seconds, Some(0));
     assert_eq!(u.spec.cmd.as_deref(), Some("1000"));
     assert!(err_text(with("  replicas: '2'\n")).contains("expected a whole number"));
     assert!(err_text(with("  replicas: 2.5\n")).contains("expected a whole number"));
@@ -154,6 +154,42 @@ fn every_validation_error_names_the_field() {
         (
             "  startupDelay: 99999\n",
             "spec.startupDelay: must be between 0 and 3600",
+        ),
+        (
+            "  minReadySeconds: -1\n",
+            "spec.minReadySeconds: must be between 0 and 3600",
+        ),
+        (
+            "  minReadySeconds: 5\n  startupDelay: 5\n",
+            "spec.startupDelay: is an older name of spec.minReadySeconds; give only one",
+        ),
+        (
+            "  progressDeadline: 0\n",
+            "spec.progressDeadline: must be between 1 and 86400, got 0",
+        ),
+        (
+            "  progressDeadline: 2 days\n",
+            "spec.progressDeadline: must be between 1s and 86400s, got 2 days",
+        ),
+        (
+            "  progressDeadline: soon\n",
+            "spec.progressDeadline: expected seconds or a duration such as `10m`",
+        ),
+        (
+            "  progressDeadline: 1.5s\n",
+            "spec.progressDeadline: must be whole seconds",
+        ),
+        (
+            "  onFailure: revert\n",
+            "spec.onFailure: expected one of: pause, rollback, got `revert`",
+        ),
+        (
+            "  updateOrder: stop_first\n",
+            "spec.updateOrder: expected one of: start-first, stop-first, got `stop_first`",
+        ),
+        (
+            "  replicas: 2\n  maxSurge: 0\n",
+            "spec.maxSurge: must be between 1 and 1000, got 0",
         ),
         (
             "  replica: 2\n",
@@ -370,4 +406,53 @@ fn volume_options_are_measured_with_their_flag() {
     assert_eq!(err.0[0].field, "spec.volumes[0].options");
     assert!(err.0[0].message.contains("--opt="), "{err}");
     assert!(from_json(&doc(&"o".repeat(1990)), "k").is_ok());
+}
+
+#[test]
+fn rollout_fields_have_kubernetes_defaults_and_never_change_the_spec_hash() {
+    use crate::fleet::naming::spec_hash;
+    use std::time::Duration;
+    let plain = with("  replicas: 3\n").unwrap();
+    let p = plain.rollout(Duration::from_secs(120));
+    assert_eq!(p.min_ready, Duration::ZERO);
+    assert_eq!(p.progress_deadline, Duration::from_secs(120));
+    assert_eq!(p.on_failure, OnFailure::Pause);
+    assert_eq!(p.max_surge, 1);
+    assert_eq!(p.order, UpdateOrder::StartFirst);
+
+    let tuned = with(
+        "  replicas: 3\n  minReadySeconds: 10\n  progressDeadline: 10m\n  onFailure: rollback\n  maxSurge: 2\n  updateOrder: stop-first\n",
+    )
+    .unwrap();
+    let p = tuned.rollout(Duration::from_secs(120));
+    assert_eq!(p.min_ready, Duration::from_secs(10));
+    assert_eq!(p.progress_deadline, Duration::from_secs(600));
+    assert_eq!(p.on_failure, OnFailure::Rollback);
+    assert_eq!(p.max_surge, 2);
+    assert_eq!(p.order, UpdateOrder::StopFirst);
+    assert_eq!(
+        spec_hash(&plain, "", "flanneld.service"),
+        spec_hash(&tuned, "", "flanneld.service"),
+        "how a rollout goes is not part of the unit text"
+    );
+    assert_eq!(
+        with("  progressDeadline: 90\n")
+            .unwrap()
+            .spec
+            .progress_deadline,
+        Some(90)
+    );
+    assert_eq!(
+        from_json(&tuned.to_json(), "k").unwrap(),
+        tuned,
+        "the canonical JSON keeps every rollout field"
+    );
+}
+
+#[test]
+fn startup_delay_is_read_as_min_ready_seconds() {
+    let old = with("  replicas: 2\n  startupDelay: 7\n").unwrap();
+    let new = with("  replicas: 2\n  minReadySeconds: 7\n").unwrap();
+    assert_eq!(old, new);
+    assert!(old.to_json().contains("\"minReadySeconds\":7"));
 }
