@@ -9,7 +9,7 @@ use sha1::{Digest, Sha1};
 
 /// Bumped whenever rendering changes, so every unit rolls onto the new text
 /// instead of two texts sharing one fleet name.
-const RENDER_FORMAT: u32 = 1;
+const RENDER_FORMAT: u32 = 2;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct FleetName {
@@ -95,10 +95,7 @@ struct HashInput<'a> {
 /// 6 hex of SHA-1 over everything that shapes a replica's unit text except
 /// the replica count: the spec, the restart marker and the network unit.
 pub fn spec_hash(unit: &Unit, restart_marker: &str, network_unit: &str) -> String {
-    let spec = Spec {
-        replicas: None,
-        ..unit.spec.clone()
-    };
+    let spec = unit.template();
     let input = HashInput {
         format: RENDER_FORMAT,
         name: &unit.name,
@@ -112,9 +109,11 @@ pub fn spec_hash(unit: &Unit, restart_marker: &str, network_unit: &str) -> Strin
     hex6(&json)
 }
 
-/// Deterministic conflict-group id for group `index` of one template.
-pub fn group_id(spec_hash: &str, index: u32) -> String {
-    hex6(format!("{spec_hash}/{index}").as_bytes())
+/// Deterministic conflict-group id for group `index` of `scope`: a unit
+/// name (groups shared by every template of a unit with a per-host limit)
+/// or a spec hash (one template's).
+pub fn group_id(scope: &str, index: u32) -> String {
+    hex6(format!("{scope}/{index}").as_bytes())
 }
 
 fn hex6(bytes: &[u8]) -> String {

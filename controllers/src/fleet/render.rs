@@ -101,11 +101,20 @@ fn render_replica(
     replica: u32,
     opts: &RenderOptions,
 ) -> FleetUnit {
+    let index = group_index(layout, replica);
+    // A per-host limit must hold across templates (old replicas beside new
+    // ones mid-rollout), so its groups are the unit's, not a template's.
+    let group = match layout {
+        Layout::Replicated {
+            groups: Some(_), ..
+        } => group_id(&unit.name, index),
+        _ => group_id(spec_hash, index),
+    };
     let name = FleetName {
         prefix: opts.unit_prefix.clone(),
         unit: unit.name.clone(),
         spec_hash: spec_hash.to_string(),
-        group: group_id(spec_hash, group_index(layout, replica)),
+        group,
         replica,
     };
     let text = serialize(&options(unit, &name, layout, opts));
@@ -206,7 +215,13 @@ fn options(unit: &Unit, name: &FleetName, layout: Layout, opts: &RenderOptions) 
 fn conflicts(unit: &Unit, name: &FleetName, layout: Layout) -> Vec<String> {
     let prefix = &name.prefix;
     let mut out = match layout {
-        Layout::Replicated { .. } => vec![format!(
+        // Any template: fleet then never puts two replicas of one group on
+        // a host, old or new, so the limit holds through every rollout.
+        Layout::Replicated {
+            groups: Some(_), ..
+        } => vec![format!("{prefix}:{}:*:{}:*.service", unit.name, name.group)],
+        // No limit: a group of one, which only keeps the text's form.
+        Layout::Replicated { groups: None, .. } => vec![format!(
             "{prefix}:{}:{}:{}:*.service",
             unit.name, name.spec_hash, name.group
         )],
