@@ -2,13 +2,15 @@
 //! their status, restart and remove them, and read fleet's view of one unit.
 
 use crate::etcd::{EtcdConfig, EtcdError};
+use crate::fleet::records::parse_unit_state;
 use crate::keys::{FleetKeys, JobField, KayleeKeys};
 use crate::registry::FleetRegistry;
 use crate::runtime::Source;
 use crate::spec::{self, Unit};
 use crate::units::UnitStatus;
+use crate::units::history::{self, Revision};
 use etcd_client::{Client, Compare, CompareOp, GetOptions, Txn, TxnOp};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::collections::BTreeMap;
 
 #[derive(Debug, thiserror::Error)]
@@ -47,11 +49,16 @@ pub struct UnitView {
     pub status: Option<UnitStatus>,
 }
 
+/// A container registered by the Kaylee server of its machine.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Instance {
     pub machine: String,
     pub container: String,
     pub ip: String,
+    /// Docker's health of its `HEALTHCHECK` (`healthy`, `unhealthy`,
+    /// `starting`); `None` without one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -195,6 +202,16 @@ impl KayleeClient {
         })
     }
 
+    /// The restart marker of a unit (`kaylee restart`), if it has one.
+    pub async fn restart_marker(&self, name: &str) -> Result<Option<String>, ClientError> {
+        let mut kv = self.kv();
+        let resp = self
+            .etcd
+            .timed(kv.get(self.keys.restart(name), None))
+            .await?;
+        Ok(resp.kvs().first().map(|k| text(k.value())))
+    }
+
     /// Sets a new restart marker, which rolls every replica; returns it.
     pub async fn restart(&self, name: &str) -> Result<Written<String>, ClientError> {
         let marker = humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string();
@@ -215,16 +232,23 @@ impl KayleeClient {
         })
     }
 
-    /// Deletes a unit (and its restart marker); the leader then destroys
-    /// its fleet units.
-    pub async fn remove(&self, name: &str) -> Result<(), ClientError> {
+    /// Deletes a unit (and its restart marker; with `purge`, its history
+    /// too); the leader then destroys its fleet units.
+    pub async fn remove(&self, name: &str, purge: bool) -> Result<(), ClientError> {
         let unit = self.keys.unit(name);
+        let mut ops = vec![
+            TxnOp::delete(unit.clone(), None),
+            TxnOp::delete(self.keys.restart(name), None),
+        ];
+        if purge {
+            ops.push(TxnOp::delete(
+                self.keys.history(name),
+                Some(etcd_client::DeleteOptions::new().with_prefix()),
+            ));
+        }
         let txn = Txn::new()
             .when([Compare::version(unit.clone(), CompareOp::Greater, 0)])
-            .and_then([
-                TxnOp::delete(unit, None),
-                TxnOp::delete(self.keys.restart(name), None),
-            ]);
+            .and_then(ops);
         let mut kv = self.kv();
         if !self.etcd.timed(kv.txn(txn)).await?.succeeded() {
             return Err(ClientError::NotFound(name.to_string()));
@@ -232,32 +256,42 @@ impl KayleeClient {
         Ok(())
     }
 
-    /// Registered containers of one unit, on every machine.
+    /// Registered containers of one unit, on every machine, with their
+    /// health.
     pub async fn instances(&self, name: &str) -> Result<Vec<Instance>, ClientError> {
         let dir = self.keys.instances();
+        let health_dir = self.keys.healths();
+        let health: BTreeMap<(String, String), String> = self
+            .get_prefix(&health_dir)
+            .await?
+            .into_iter()
+            .filter_map(|(k, v)| {
+                let (machine, unit, container) = KayleeKeys::parse_placement(&health_dir, &k)?;
+                (unit == name).then(|| ((machine.to_string(), container.to_string()), text(&v)))
+            })
+            .collect();
         Ok(self
             .get_prefix(&dir)
             .await?
             .into_iter()
             .filter_map(|(k, v)| {
-                let mut parts = k.strip_prefix(&dir)?.splitn(3, '/');
-                let (machine, unit, container) = (parts.next()?, parts.next()?, parts.next()?);
+                let (machine, unit, container) = KayleeKeys::parse_placement(&dir, &k)?;
                 (unit == name).then(|| Instance {
                     machine: machine.to_string(),
                     container: container.to_string(),
                     ip: text(&v),
+                    health: health
+                        .get(&(machine.to_string(), container.to_string()))
+                        .cloned(),
                 })
             })
             .collect())
     }
-}
 
-#[derive(Deserialize)]
-struct StateJson {
-    #[serde(rename = "activeState", default)]
-    active: String,
-    #[serde(rename = "subState", default)]
-    sub: String,
+    /// Every kept revision of a unit's spec, oldest first.
+    pub async fn history(&self, name: &str) -> Result<Vec<Revision>, ClientError> {
+        Ok(history::list(&self.client, &self.etcd, &self.keys, name).await?)
+    }
 }
 
 /// fleet's view of one Kaylee unit: its jobs, where they are scheduled and
@@ -300,11 +334,29 @@ pub async fn fleet_units<R: FleetRegistry>(
             continue;
         };
         if let Some(view) = views.get_mut(name) {
-            let state = serde_json::from_slice::<StateJson>(&item.value)
+            let state = parse_unit_state(&item.value)
                 .map(|s| format!("{}/{}", s.active, s.sub))
-                .unwrap_or_else(|_| "unknown".into());
+                .unwrap_or_else(|| "unknown".into());
             view.states.insert(machine.to_string(), state);
         }
     }
     Ok(views.into_values().collect())
+}
+
+/// The machines present in fleet's `machines/` (their entries expire with
+/// their agents).
+pub async fn fleet_machines<R: FleetRegistry>(
+    registry: &R,
+) -> Result<std::collections::BTreeSet<String>, ClientError> {
+    let keys: &FleetKeys = registry.keys();
+    let listing = registry
+        .source(keys.machines())
+        .list()
+        .await
+        .map_err(|e| ClientError::Fleet(e.to_string()))?;
+    Ok(listing
+        .items
+        .iter()
+        .filter_map(|i| keys.parse_machine(&i.key).map(str::to_string))
+        .collect())
 }

@@ -39,11 +39,55 @@ impl KayleeKeys {
     pub fn leader(&self) -> String {
         self.dir("leader")
     }
+    /// `<prefix>/instances/`: container IPs, `<machine>/<unit>/<container>`.
     pub fn instances(&self) -> String {
         self.dir("instances")
     }
-    pub fn machine_instances(&self, machine: &str) -> String {
-        format!("{}{machine}/", self.instances())
+    /// `<prefix>/health/`: Docker's health of containers that have a
+    /// `HEALTHCHECK`, keyed like their instance key (whose value must stay
+    /// the bare IP for DNS tools).
+    pub fn healths(&self) -> String {
+        self.dir("health")
+    }
+    /// `<prefix>/registrators/<machine>`: a Kaylee server registers that
+    /// machine's containers (on the server's lease).
+    pub fn registrators(&self) -> String {
+        self.dir("registrators")
+    }
+    pub fn registrator(&self, machine: &str) -> String {
+        format!("{}{machine}", self.registrators())
+    }
+    /// `<prefix>/history/`: every accepted spec revision of every unit.
+    pub fn histories(&self) -> String {
+        self.dir("history")
+    }
+    /// `<prefix>/history/<name>/`.
+    pub fn history(&self, name: &str) -> String {
+        format!("{}{name}/", self.histories())
+    }
+    /// `<prefix>/history/<name>/<revision>`, zero-padded so that keys sort
+    /// as revisions do.
+    pub fn history_revision(&self, name: &str, revision: u64) -> String {
+        format!("{}{revision:010}", self.history(name))
+    }
+    /// The unit and revision of a history key.
+    pub fn parse_history<'a>(&self, key: &'a str) -> Option<(&'a str, u64)> {
+        let rest = key.strip_prefix(&self.histories())?;
+        let (name, revision) = rest.split_once('/')?;
+        let revision = revision.parse().ok().filter(|_| !revision.contains('+'))?;
+        (!name.is_empty()).then_some((name, revision))
+    }
+
+    /// `<machine>/<unit>/<container>` of a key under `dir` (instances or
+    /// health); anything else is not such a key.
+    pub fn parse_placement<'a>(dir: &str, key: &'a str) -> Option<(&'a str, &'a str, &'a str)> {
+        let mut parts = key.strip_prefix(dir)?.split('/');
+        let (machine, unit, container) = (parts.next()?, parts.next()?, parts.next()?);
+        let ok = parts.next().is_none()
+            && !machine.is_empty()
+            && !unit.is_empty()
+            && !container.is_empty();
+        ok.then_some((machine, unit, container))
     }
 
     /// The unit name in a key directly under `dir` (`/kaylee/units/x` → `x`);
@@ -85,6 +129,16 @@ impl FleetKeys {
     /// Prefix of every job key Kaylee may own: `<fleet>job/<unit-prefix>:`.
     pub fn jobs(&self) -> String {
         format!("{}job/{}:", self.prefix, self.unit_prefix)
+    }
+    /// Prefix of every machine's object: `<fleet>machines/`.
+    pub fn machines(&self) -> String {
+        format!("{}machines/", self.prefix)
+    }
+    /// The machine of a `<fleet>machines/<id>/object` key.
+    pub fn parse_machine<'a>(&self, key: &'a str) -> Option<&'a str> {
+        let rest = key.strip_prefix(&self.prefix)?.strip_prefix("machines/")?;
+        let id = rest.strip_suffix("/object")?;
+        (!id.is_empty() && !id.contains('/')).then_some(id)
     }
     /// Prefix of every state key of Kaylee's units.
     pub fn states(&self) -> String {
@@ -154,7 +208,23 @@ mod tests {
         assert_eq!(k.unit("countly"), "/kaylee/units/countly");
         assert_eq!(k.restart("countly"), "/kaylee/restarts/countly");
         assert_eq!(k.status("countly"), "/kaylee/status/countly");
-        assert_eq!(k.machine_instances("m1"), "/kaylee/instances/m1/");
+        assert_eq!(
+            k.history_revision("web", 12),
+            "/kaylee/history/web/0000000012"
+        );
+        assert_eq!(
+            k.parse_history("/kaylee/history/web/0000000012"),
+            Some(("web", 12))
+        );
+        assert_eq!(k.parse_history("/kaylee/history/web/x"), None);
+        assert_eq!(
+            KayleeKeys::parse_placement(&k.instances(), "/kaylee/instances/m1/web/k_web_1"),
+            Some(("m1", "web", "k_web_1"))
+        );
+        assert_eq!(
+            KayleeKeys::parse_placement(&k.instances(), "/kaylee/instances/m1/web"),
+            None
+        );
         assert_eq!(
             KayleeKeys::name_in(&k.units(), "/kaylee/units/x"),
             Some("x")
@@ -167,6 +237,14 @@ mod tests {
     fn fleet_keys_only_own_the_unit_prefix() {
         let f = FleetKeys::new("/_coreos.com/fleet", "k");
         assert_eq!(f.jobs(), "/_coreos.com/fleet/job/k:");
+        assert_eq!(
+            f.parse_machine("/_coreos.com/fleet/machines/m1/object"),
+            Some("m1")
+        );
+        assert_eq!(
+            f.parse_machine("/_coreos.com/fleet/machines/m1/other"),
+            None
+        );
         let name = "k:countly:4f9a1c:dc608f:3.service";
         assert_eq!(
             f.parse_job(&format!("/_coreos.com/fleet/job/{name}/object")),

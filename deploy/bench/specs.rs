@@ -31,6 +31,8 @@ pub struct BenchUnit {
     pub json: String,
     /// What Kaylee renders from it (server defaults, no restart marker).
     pub rendered: Rendered,
+    /// The unit as parsed.
+    pub unit: kaylee_controllers::spec::Unit,
 }
 
 pub fn name(i: usize) -> String {
@@ -79,6 +81,7 @@ pub fn sized(i: usize, version: u32, replicas: u32) -> Result<BenchUnit> {
         name,
         json,
         rendered,
+        unit: parsed,
     })
 }
 

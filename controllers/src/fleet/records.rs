@@ -111,20 +111,44 @@ pub fn parse_job_object(value: &[u8]) -> Option<(String, UnitHash)> {
     Some((o.name, o.unit_hash))
 }
 
-#[derive(Debug, Deserialize)]
-struct UnitState {
+/// What a fleet agent reports in `states/<name>/<machine>` (fleet's
+/// `unitStateModel`: `loadState`, `activeState`, `subState`, `machineState`,
+/// `unitHash`), the parts Kaylee reads.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct UnitState {
+    /// systemd's `ActiveState`: `active`, `activating`, `failed`, `inactive`…
     #[serde(rename = "activeState", default)]
-    active: String,
+    pub active: String,
+    /// systemd's `SubState`: `running`, `auto-restart`, `dead`…
     #[serde(rename = "subState", default)]
-    sub: String,
+    pub sub: String,
+    /// Hex SHA-1 of the unit text the agent runs; empty when not reported.
+    #[serde(rename = "unitHash", default)]
+    pub unit_hash: String,
 }
 
-/// Whether a `states/<name>/<machine>` value says the unit runs
-/// (`activeState` `active` and `subState` `running`).
+impl UnitState {
+    /// `activeState` `active` and `subState` `running`.
+    pub fn is_running(&self) -> bool {
+        self.active == "active" && self.sub == "running"
+    }
+
+    /// The reported unit hash, when there is a valid one.
+    pub fn hash(&self) -> Option<UnitHash> {
+        let mut out = [0u8; 20];
+        hex::decode_to_slice(&self.unit_hash, &mut out).ok()?;
+        Some(out)
+    }
+}
+
+/// Reads a `states/<name>/<machine>` value; `None` when it is not JSON.
+pub fn parse_unit_state(value: &[u8]) -> Option<UnitState> {
+    serde_json::from_slice(value).ok()
+}
+
+/// Whether a `states/<name>/<machine>` value says the unit runs.
 pub fn state_is_running(value: &[u8]) -> bool {
-    serde_json::from_slice::<UnitState>(value)
-        .map(|s| s.active == "active" && s.sub == "running")
-        .unwrap_or(false)
+    parse_unit_state(value).is_some_and(|s| s.is_running())
 }
 
 #[cfg(test)]
@@ -158,5 +182,11 @@ mod tests {
             br#"{"activeState":"activating","subState":"start"}"#
         ));
         assert!(!state_is_running(b"garbage"));
+        let s = parse_unit_state(
+            br#"{"loadState":"loaded","activeState":"active","subState":"running","machineState":{"ID":"m1"},"unitHash":"0a0b0c0d0e0f101112131415161718191a1b1c1d"}"#,
+        )
+        .expect("a state");
+        assert_eq!(s.hash().map(|h| h[0]), Some(10));
+        assert_eq!(UnitState::default().hash(), None);
     }
 }

@@ -28,10 +28,11 @@ pub enum FleetOp {
     Create { name: String, records: [Record; 3] },
     /// Remove the whole `job/<name>/` directory (fleet keeps `unit/<sha1>`).
     Destroy { name: String },
-    /// Kaylee's own `/kaylee/status/<name>` (an etcd v3 key whatever the
-    /// fleet API): `None` deletes it. It rides in the same fenced batches
-    /// as fleet writes, so statuses do not double the transactions.
-    Status { key: String, json: Option<String> },
+    /// One of Kaylee's own keys (an etcd v3 key whatever the fleet API):
+    /// a unit's status or history record; `None` deletes it. It rides in
+    /// the same fenced batches as fleet writes, so statuses do not double
+    /// the transactions.
+    Kaylee { key: String, value: Option<String> },
 }
 
 impl FleetOp {

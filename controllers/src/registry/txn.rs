@@ -43,7 +43,10 @@ pub(super) fn txn_ops(keys: &FleetKeys, op: FleetOp) -> Vec<Write> {
             .map(|r| Write::Put(keys.absolute(&r.key), r.value))
             .collect(),
         FleetOp::Destroy { name } => vec![Write::DeletePrefix(keys.job(&name))],
-        FleetOp::Status { key, json: Some(j) } => vec![Write::Put(key, j)],
-        FleetOp::Status { key, json: None } => vec![Write::Delete(key)],
+        FleetOp::Kaylee {
+            key,
+            value: Some(v),
+        } => vec![Write::Put(key, v)],
+        FleetOp::Kaylee { key, value: None } => vec![Write::Delete(key)],
     }
 }

@@ -89,7 +89,7 @@ impl V2Registry {
         Ok(())
     }
 
-    /// Kaylee's status keys live in v3: one transaction fenced by the
+    /// Kaylee's own keys live in v3: one transaction fenced by the
     /// leader key, like every v3 write.
     async fn write_statuses(&self, ops: Vec<FleetOp>, fence: &Fence) -> Result<(), ApplyError> {
         let txn_ops: Vec<TxnOp> = ops
@@ -118,7 +118,7 @@ impl V2Registry {
                 self.destroy(name).await?;
                 "destroy"
             }
-            FleetOp::Status { .. } => return Ok(()),
+            FleetOp::Kaylee { .. } => return Ok(()),
         };
         metrics::counter!("kaylee_fleet_writes_total", "op" => kind).increment(1);
         Ok(())
@@ -161,7 +161,7 @@ impl FleetRegistry for V2Registry {
     async fn commit(&self, ops: Vec<FleetOp>, fence: &Fence) -> Result<(), ApplyError> {
         let (statuses, fleet): (Vec<FleetOp>, Vec<FleetOp>) = ops
             .into_iter()
-            .partition(|op| matches!(op, FleetOp::Status { .. }));
+            .partition(|op| matches!(op, FleetOp::Kaylee { .. }));
         // Ops of one batch name different jobs (a plan never destroys and
         // creates one name at once), so within a group order does not matter.
         for group in fleet.chunks(PARALLEL_WRITES) {

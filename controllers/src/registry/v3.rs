@@ -93,7 +93,7 @@ impl FleetRegistry for V3Registry {
             match op {
                 FleetOp::Create { .. } => prepared.creates += 1,
                 FleetOp::Destroy { .. } => prepared.destroys += 1,
-                FleetOp::Status { .. } => {}
+                FleetOp::Kaylee { .. } => {}
             }
             let writes = txn_ops(&self.keys, op);
             let size: usize = writes.iter().map(Write::size).sum();

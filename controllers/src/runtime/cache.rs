@@ -25,6 +25,11 @@ pub struct Cache {
     index: DashMap<String, BTreeSet<String>>,
     name_of: NameOf,
     keep_value: KeepValue,
+    /// Whether a new revision of the same bytes is a change. Keys that
+    /// fleet's agents refresh with a TTL (`machines/`, `states/`) are
+    /// re-put unchanged every few seconds; reconciling on each refresh
+    /// would be all cost.
+    revisions_matter: bool,
     /// Bumped after every applied batch, so writers can wait to read their
     /// own writes.
     generation: watch::Sender<u64>,
@@ -49,9 +54,27 @@ impl Cache {
             index: DashMap::new(),
             name_of: Box::new(name_of),
             keep_value: Box::new(keep_value),
+            revisions_matter: true,
             generation: watch::channel(0).0,
             synced: watch::channel(false).0,
         })
+    }
+
+    /// A cache for which only a new value is a change: a key re-put with
+    /// the same bytes keeps its entry and reports nothing.
+    pub fn values_only(
+        name_of: impl Fn(&str) -> Option<String> + Send + Sync + 'static,
+    ) -> Arc<Cache> {
+        let mut cache = Cache::keeping(name_of, |_, _| true);
+        if let Some(c) = Arc::get_mut(&mut cache) {
+            c.revisions_matter = false;
+        }
+        cache
+    }
+
+    /// Counts applied batches: equal generations, equal content.
+    pub fn generation(&self) -> u64 {
+        *self.generation.borrow()
     }
 
     pub fn get(&self, key: &str) -> Option<Value> {
@@ -140,11 +163,9 @@ impl Cache {
         if !(self.keep_value)(&item.key, &item.value) {
             return self.delete(&item.key);
         }
-        if self
-            .entries
-            .get(&item.key)
-            .is_some_and(|v| *v.bytes == *item.value && v.revision == item.revision)
-        {
+        if self.entries.get(&item.key).is_some_and(|v| {
+            *v.bytes == *item.value && (v.revision == item.revision || !self.revisions_matter)
+        }) {
             return None;
         }
         let value = Value {
@@ -248,6 +269,21 @@ mod tests {
         );
         assert!(c.get("/u/a/state").is_none());
         assert!(c.names().is_empty());
+    }
+
+    #[test]
+    fn a_values_only_cache_ignores_refreshes() {
+        let c = Cache::values_only(|k| k.strip_prefix("/m/").map(str::to_string));
+        assert_eq!(c.put("/m/a", b"x", 1), Some("a".into()));
+        assert_eq!(c.put("/m/a", b"x", 2), None, "a TTL refresh");
+        assert_eq!(c.put("/m/a", b"y", 3), Some("a".into()));
+        let r = cache();
+        r.put("/u/a/1", b"x", 1);
+        assert_eq!(
+            r.put("/u/a/1", b"x", 2),
+            Some("a".into()),
+            "units need revisions"
+        );
     }
 
     #[test]

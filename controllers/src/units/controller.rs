@@ -2,33 +2,49 @@
 //! writes. One instance lives for one leadership term, with fresh caches, so
 //! a new leader trusts nothing but what etcd says.
 
-use super::observe::Timeline;
+use super::cluster::Cluster;
+use super::history::HistoryBook;
+use super::status::RolledBack;
+use super::timeline::Timeline;
 use super::writes::{Statuses, writer};
 use crate::etcd::{EtcdConfig, EtcdError};
 use crate::fleet::RenderOptions;
 use crate::fleet::records::TARGET_STATE_LAUNCHED;
 use crate::keys::{FleetKeys, JobField, KayleeKeys};
 use crate::registry::{ApplyError, FleetRegistry};
+use crate::runtime::coalesce::WriteError;
 use crate::runtime::election::Fence;
 use crate::runtime::{Cache, EtcdPrefix, WorkQueue, informer};
+use dashmap::DashMap;
 use etcd_client::Client;
 use std::collections::BTreeSet;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 mod reconcile;
 
+/// How the units controller works; one per server.
 #[derive(Debug, Clone)]
 pub struct ControllerConfig {
+    /// Unit prefix and network unit: what shapes the unit text.
     pub render: RenderOptions,
+    /// The progress deadline of units that set none (`--start-timeout`):
+    /// how long a rollout may go without a new replica becoming available.
     pub start_timeout: Duration,
+    /// How often every unit is reconciled without a change.
     pub resync_period: Duration,
+    /// Units reconciled at once; 0 counts as 1.
     pub workers: usize,
     /// Operations per etcd transaction (etcd's `--max-txn-ops`).
     pub max_txn_ops: usize,
+    /// How long a fleet job may go without a `target` before it is
+    /// reported as not schedulable (`--schedule-grace`).
+    pub schedule_grace: Duration,
+    /// Spec revisions kept per unit in `<prefix>/history/` (at least 1).
+    pub history_limit: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -54,13 +70,31 @@ pub struct UnitsController<R: FleetRegistry> {
     fleet: FleetKeys,
     registry: Arc<R>,
     config: ControllerConfig,
+    fence: Fence,
     statuses: Statuses,
+    history: HistoryBook,
     units: Arc<Cache>,
     restarts: Arc<Cache>,
+    /// Job objects, targets, and target-states while not `launched`.
     jobs: Arc<Cache>,
     states: Arc<Cache>,
+    /// fleet's `machines/`, by machine id.
+    machines: Arc<Cache>,
+    /// Kaylee's `instances/` and `health/`, by unit.
+    instances: Arc<Cache>,
+    health: Arc<Cache>,
+    /// Kaylee's `registrators/`, by machine id.
+    registrators: Arc<Cache>,
+    /// The cluster built from `machines` and `registrators`, and the cache
+    /// generations it was built at.
+    cluster: Mutex<(u64, u64, Arc<Cluster>)>,
     queue: Arc<WorkQueue>,
     timeline: Timeline,
+    /// Rollbacks this leader made, by unit, until the spec moves on.
+    rollbacks: DashMap<String, RolledBack>,
+    /// Units whose failed rollout found nothing to roll back to, with the
+    /// spec revision that failed, so the history is read once.
+    no_rollback: DashMap<String, i64>,
     /// The first full pass is queued: informer changes go to the queue.
     serving: Arc<AtomicBool>,
 }
@@ -79,7 +113,12 @@ impl<R: FleetRegistry> UnitsController<R> {
         let registry = Arc::new(registry);
         let writes = writer(registry.clone(), fence.clone(), config.max_txn_ops);
         let statuses = Statuses::new(&etcd, writes);
+        let history = HistoryBook::new(keys.clone(), config.history_limit);
         let dir = |d: String| move |k: &str| KayleeKeys::name_in(&d, k).map(str::to_string);
+        let by_unit = |d: String| {
+            move |k: &str| KayleeKeys::parse_placement(&d, k).map(|(_, unit, _)| unit.to_string())
+        };
+        let fm = fleet.clone();
         let fk = fleet.clone();
         Arc::new(UnitsController {
             units: Cache::new(dir(keys.units())),
@@ -92,7 +131,7 @@ impl<R: FleetRegistry> UnitsController<R> {
                 {
                     let fk = fk.clone();
                     move |k| match fk.parse_job(k) {
-                        Some((_, JobField::Object | JobField::TargetState)) => {
+                        Some((_, JobField::Object | JobField::TargetState | JobField::Target)) => {
                             fk.unit_of_key(k).map(str::to_string)
                         }
                         _ => None,
@@ -106,16 +145,26 @@ impl<R: FleetRegistry> UnitsController<R> {
                     }
                 },
             ),
-            states: Cache::new(move |k| fk.unit_of_key(k).map(str::to_string)),
+            // Agents refresh states with a TTL: only a new value matters.
+            states: Cache::values_only(move |k| fk.unit_of_key(k).map(str::to_string)),
+            machines: Cache::values_only(move |k| fm.parse_machine(k).map(str::to_string)),
+            instances: Cache::new(by_unit(keys.instances())),
+            health: Cache::new(by_unit(keys.healths())),
+            registrators: Cache::new(dir(keys.registrators())),
+            cluster: Mutex::new((u64::MAX, u64::MAX, Arc::default())),
             client,
             etcd,
             keys,
             fleet,
             registry,
             config,
+            fence,
             statuses,
+            history,
             queue: WorkQueue::new(),
             timeline: Timeline::default(),
+            rollbacks: DashMap::new(),
+            no_rollback: DashMap::new(),
             serving: Arc::default(),
         })
     }
@@ -124,11 +173,41 @@ impl<R: FleetRegistry> UnitsController<R> {
         &self.queue
     }
 
+    fn caches(&self) -> [&Arc<Cache>; 8] {
+        [
+            &self.units,
+            &self.restarts,
+            &self.jobs,
+            &self.states,
+            &self.machines,
+            &self.instances,
+            &self.health,
+            &self.registrators,
+        ]
+    }
+
     /// Whether every informer has listed once.
     pub fn synced(&self) -> bool {
-        [&self.units, &self.restarts, &self.jobs, &self.states]
-            .iter()
-            .all(|c| c.is_synced())
+        self.caches().iter().all(|c| c.is_synced())
+    }
+
+    /// The cluster as the caches hold it, rebuilt only when they changed.
+    fn cluster(&self) -> Arc<Cluster> {
+        let at = (self.machines.generation(), self.registrators.generation());
+        let mut memo = match self.cluster.lock() {
+            Ok(m) => m,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if (memo.0, memo.1) != at {
+            let built = super::observe::cluster(
+                &self.fleet,
+                &self.machines,
+                &self.keys,
+                &self.registrators,
+            );
+            *memo = (at.0, at.1, Arc::new(built));
+        }
+        memo.2.clone()
     }
 
     /// Runs until `stop` is cancelled or leadership is found lost (a fenced
@@ -167,6 +246,34 @@ impl<R: FleetRegistry> UnitsController<R> {
             &self.states,
             &inner,
         );
+        self.spawn_informer(
+            &mut tasks,
+            "machines",
+            self.registry.source(self.fleet.machines()),
+            &self.machines,
+            &inner,
+        );
+        self.spawn_informer(
+            &mut tasks,
+            "instances",
+            kaylee(self.keys.instances()),
+            &self.instances,
+            &inner,
+        );
+        self.spawn_informer(
+            &mut tasks,
+            "health",
+            kaylee(self.keys.healths()),
+            &self.health,
+            &inner,
+        );
+        self.spawn_informer(
+            &mut tasks,
+            "registrators",
+            kaylee(self.keys.registrators()),
+            &self.registrators,
+            &inner,
+        );
 
         let result = tokio::select! {
             r = self.clone().serve(&mut tasks, &inner, &fenced) => r,
@@ -190,12 +297,18 @@ impl<R: FleetRegistry> UnitsController<R> {
         cache: &Arc<Cache>,
         stop: &CancellationToken,
     ) {
-        let queue = self.queue.clone();
-        let serving = self.serving.clone();
+        let me = self.clone();
+        // Machines and registrators are every unit's business.
+        let cluster_wide = name == "machines" || name == "registrators";
         // Until the first pass is queued, changes are part of it anyway.
         let on_change = move |n: &str| {
-            if serving.load(Ordering::SeqCst) {
-                queue.add(n);
+            if !me.serving.load(Ordering::SeqCst) {
+                return;
+            }
+            if cluster_wide {
+                me.enqueue_all(false);
+            } else {
+                me.queue.add(n);
             }
         };
         tasks.spawn(informer::run(
@@ -215,13 +328,28 @@ impl<R: FleetRegistry> UnitsController<R> {
         stop: &CancellationToken,
         fenced: &CancellationToken,
     ) -> Result<(), ApplyError> {
-        for cache in [&self.units, &self.restarts, &self.jobs, &self.states] {
+        for cache in self.caches() {
             cache.wait_synced().await;
         }
         self.statuses
             .load(&self.client, &self.etcd)
             .await
             .map_err(ApplyError::Etcd)?;
+        let prune = self
+            .history
+            .load(&self.client, &self.etcd)
+            .await
+            .map_err(ApplyError::Etcd)?;
+        if !prune.is_empty() {
+            tracing::info!(
+                revisions = prune.len(),
+                "dropping history past --history-limit"
+            );
+            self.statuses.write(prune).await.map_err(|e| match e {
+                WriteError::Fenced => ApplyError::Fenced,
+                WriteError::Failed(why) => ApplyError::Failed(why),
+            })?;
+        }
         for _ in 0..self.config.workers.max(1) {
             let me = self.clone();
             let fenced = fenced.clone();

@@ -1,120 +1,162 @@
-//! What fleet has for one Kaylee unit, read from the jobs and states caches,
-//! with how long this leader has seen each job (for start timeouts and
-//! startup delays).
+//! What is known of one unit's fleet jobs, read from the caches: their
+//! unit hash and target-state and where fleet scheduled them (`job/`), what
+//! each machine's agent reports (`states/`), and whether each container is
+//! registered and healthy (Kaylee's `instances/` and `health/`), joined
+//! with the cluster's live machines.
 
-use super::plan::ObservedJob;
-use crate::fleet::FleetName;
-use crate::fleet::records::{parse_job_object, state_is_running};
-use crate::keys::{FleetKeys, JobField};
+use super::availability::{Health, ObservedJob, Placement, Registration};
+use super::cluster::{Cluster, parse_machine};
+use crate::fleet::records::{parse_job_object, parse_unit_state};
+use crate::fleet::{FleetName, container_name};
+use crate::keys::{FleetKeys, JobField, KayleeKeys};
 use crate::runtime::Cache;
-use dashmap::DashMap;
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::time::Instant;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::time::Duration;
 
-#[derive(Debug, Clone, Copy)]
-struct Seen {
-    first: Instant,
-    running_since: Option<Instant>,
-}
-
-/// Per unit, when each of its fleet jobs was first seen and first seen
-/// running. Only the worker reconciling that unit touches its entry.
-#[derive(Default)]
-pub struct Timeline {
-    units: DashMap<String, HashMap<String, Seen>>,
-}
-
-impl Timeline {
-    pub fn forget(&self, unit: &str) {
-        self.units.remove(unit);
-    }
+/// The caches a unit's jobs are read from.
+pub struct Caches<'a> {
+    pub fleet: &'a FleetKeys,
+    pub kaylee: &'a KayleeKeys,
+    /// `job/<name>/object`, `target`, and `target-state` while not
+    /// `launched`.
+    pub jobs: &'a Cache,
+    pub states: &'a Cache,
+    pub instances: &'a Cache,
+    pub health: &'a Cache,
 }
 
 /// The fleet jobs of `unit` that Kaylee owns (names that parse with the
-/// unit prefix), with their unit hash and where they run.
-pub fn observe(
-    unit: &str,
-    keys: &FleetKeys,
-    jobs: &Cache,
-    states: &Cache,
-    timeline: &Timeline,
-) -> Vec<ObservedJob> {
-    let mut found: BTreeMap<String, (FleetName, [u8; 20])> = BTreeMap::new();
-    // The jobs cache holds a target-state only when it is not `launched`.
+/// unit prefix), unstamped: ages and ready times are the timeline's.
+pub fn observe(unit: &str, caches: &Caches<'_>, cluster: &Cluster) -> Vec<ObservedJob> {
+    let keys = caches.fleet;
+    let mut found: BTreeMap<String, ObservedJob> = BTreeMap::new();
     let mut stopped: HashSet<String> = HashSet::new();
-    for (key, value) in jobs.entries_of(unit) {
+    let mut targets: HashMap<String, String> = HashMap::new();
+    for (key, value) in caches.jobs.entries_of(unit) {
         let Some((fleet_name, field)) = keys.parse_job(&key) else {
             continue;
         };
-        if field == JobField::TargetState {
-            stopped.insert(fleet_name.to_string());
-            continue;
+        match field {
+            // The cache holds a target-state only when it is not `launched`.
+            JobField::TargetState => {
+                stopped.insert(fleet_name.to_string());
+            }
+            JobField::Target => {
+                let machine = String::from_utf8_lossy(&value.bytes).trim().to_string();
+                if !machine.is_empty() {
+                    targets.insert(fleet_name.to_string(), machine);
+                }
+            }
+            JobField::Object => {
+                let Some(name) =
+                    FleetName::parse(fleet_name, &keys.unit_prefix).filter(|n| n.unit == unit)
+                else {
+                    continue;
+                };
+                // An object Kaylee cannot read still names a job: a zero
+                // hash makes the decision replace it rather than ignore it.
+                let unit_hash = parse_job_object(&value.bytes)
+                    .map(|(_, h)| h)
+                    .unwrap_or([0; 20]);
+                found.insert(
+                    fleet_name.to_string(),
+                    ObservedJob {
+                        name,
+                        unit_hash,
+                        stopped: false,
+                        age: Duration::ZERO,
+                        target: None,
+                        placements: Vec::new(),
+                    },
+                );
+            }
         }
-        if field != JobField::Object {
-            continue;
-        }
-        let Some(name) = FleetName::parse(fleet_name, &keys.unit_prefix).filter(|n| n.unit == unit)
-        else {
+    }
+    let registered = placements_of(caches.instances, &caches.kaylee.instances(), unit);
+    let health: HashMap<(String, String), Health> =
+        placements_of(caches.health, &caches.kaylee.healths(), unit)
+            .into_iter()
+            .map(|(k, v)| (k, parse_health(&v)))
+            .collect();
+    for (key, value) in caches.states.entries_of(unit) {
+        let Some((fleet_name, machine)) = keys.parse_state(&key) else {
             continue;
         };
-        // An object Kaylee cannot read still names a job: a zero hash
-        // makes the planner replace it rather than ignore it.
-        let hash = parse_job_object(&value.bytes)
-            .map(|(_, h)| h)
-            .unwrap_or([0; 20]);
-        found.insert(fleet_name.to_string(), (name, hash));
+        let Some(job) = found.get_mut(fleet_name) else {
+            continue;
+        };
+        let state = parse_unit_state(&value.bytes).unwrap_or_default();
+        let container = container_name(fleet_name);
+        let at = (machine.to_string(), container);
+        let registration = match (registered.contains_key(&at), cluster.registers(machine)) {
+            (true, _) => Registration::Registered(health.get(&at).copied().unwrap_or(Health::None)),
+            (false, true) => Registration::Missing,
+            (false, false) => Registration::Unwatched,
+        };
+        job.placements.push(Placement {
+            machine: machine.to_string(),
+            current_text: state.hash().is_none_or(|h| h == job.unit_hash),
+            active: state.active,
+            sub: state.sub,
+            live: cluster.is_live(machine),
+            registration,
+            ready_for: None,
+        });
     }
-    let mut running: HashMap<String, u32> = HashMap::new();
-    for (key, value) in states.entries_of(unit) {
-        if let Some((fleet_name, _machine)) = keys.parse_state(&key)
-            && state_is_running(&value.bytes)
-        {
-            *running.entry(fleet_name.to_string()).or_default() += 1;
+    found
+        .into_iter()
+        .map(|(fleet_name, mut job)| {
+            job.stopped = stopped.contains(&fleet_name);
+            job.target = targets.remove(&fleet_name);
+            job
+        })
+        .collect()
+}
+
+/// `(machine, container)` → value of a unit's keys under `dir`.
+fn placements_of(cache: &Cache, dir: &str, unit: &str) -> HashMap<(String, String), Vec<u8>> {
+    cache
+        .entries_of(unit)
+        .into_iter()
+        .filter_map(|(key, value)| {
+            let (machine, _, container) = KayleeKeys::parse_placement(dir, &key)?;
+            Some((
+                (machine.to_string(), container.to_string()),
+                value.bytes.to_vec(),
+            ))
+        })
+        .collect()
+}
+
+/// A `health/` value as the registrator writes it (Docker's own words).
+pub fn parse_health(value: &[u8]) -> Health {
+    match value {
+        b"healthy" => Health::Healthy,
+        b"unhealthy" => Health::Unhealthy,
+        b"starting" => Health::Starting,
+        _ => Health::None,
+    }
+}
+
+/// The cluster from the machines and registrators caches.
+pub fn cluster(
+    fleet: &FleetKeys,
+    machines: &Cache,
+    kaylee: &KayleeKeys,
+    registrators: &Cache,
+) -> Cluster {
+    let mut c = Cluster::default();
+    for id in machines.names() {
+        let key = format!("{}{id}/object", fleet.machines());
+        if let Some(info) = machines.get(&key).and_then(|v| parse_machine(&v.bytes)) {
+            c.machines.insert(id, info);
         }
     }
-
-    let now = Instant::now();
-    let before = timeline
-        .units
-        .get(unit)
-        .map(|m| m.clone())
-        .unwrap_or_default();
-    let mut after = HashMap::with_capacity(found.len());
-    let observed = found
+    let dir = kaylee.registrators();
+    c.registrators = registrators
+        .names()
         .into_iter()
-        .map(|(fleet_name, (name, unit_hash))| {
-            let running_on = running.get(&fleet_name).copied().unwrap_or(0);
-            let mut seen = before.get(&fleet_name).copied().unwrap_or(Seen {
-                first: now,
-                running_since: None,
-            });
-            seen.running_since = match (running_on > 0, seen.running_since) {
-                (true, since) => Some(since.unwrap_or(now)),
-                (false, _) => None,
-            };
-            let stopped = stopped.contains(&fleet_name);
-            if stopped {
-                // Launched again, it gets a whole start timeout from then.
-                seen = Seen {
-                    first: now,
-                    running_since: None,
-                };
-            }
-            after.insert(fleet_name, seen);
-            ObservedJob {
-                stopped,
-                name,
-                unit_hash,
-                running_on,
-                age: now - seen.first,
-                running_for: seen.running_since.map(|t| now - t),
-            }
-        })
-        .collect();
-    if after.is_empty() {
-        timeline.units.remove(unit);
-    } else {
-        timeline.units.insert(unit.to_string(), after);
-    }
-    observed
+        .filter(|m| registrators.get(&format!("{dir}{m}")).is_some())
+        .collect::<BTreeSet<_>>();
+    c
 }

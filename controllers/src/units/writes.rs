@@ -2,6 +2,7 @@
 //! (`/kaylee/status/<name>`, written only when it changed) of all workers,
 //! batched together into fenced transactions.
 
+use super::decide::Condition;
 use super::status::UnitStatus;
 use crate::etcd::{EtcdConfig, EtcdError};
 use crate::keys::KayleeKeys;
@@ -22,7 +23,7 @@ pub fn writer<R: FleetRegistry>(
 ) -> Coalescer<FleetOp> {
     let weight = |op: &FleetOp| match op {
         FleetOp::Create { .. } => 3,
-        FleetOp::Destroy { .. } | FleetOp::Status { .. } => 1,
+        FleetOp::Destroy { .. } | FleetOp::Kaylee { .. } => 1,
     };
     let prepare = {
         let registry = registry.clone();
@@ -79,6 +80,11 @@ impl Statuses {
         Ok(())
     }
 
+    /// Writes `ops` alone (history kept within its limit, say).
+    pub async fn write(&self, ops: Vec<FleetOp>) -> Result<(), WriteError> {
+        self.writes.submit(ops).await
+    }
+
     /// The stored status of `name`, if it parses.
     pub fn get(&self, name: &str) -> Option<UnitStatus> {
         self.written
@@ -105,11 +111,28 @@ impl Statuses {
         {
             tracing::warn!(unit = name, %error, "unit is invalid; its fleet units are left as they are");
         }
+        if let Some(s) = status.as_ref()
+            && changed
+            && newly_failed(previous.as_deref(), s)
+        {
+            let reasons: Vec<String> = s
+                .unavailable
+                .iter()
+                .map(|u| format!("{}: {}", u.unit, u.reason))
+                .collect();
+            tracing::warn!(
+                unit = name,
+                available = s.available,
+                desired = s.desired,
+                reasons = %reasons.join("; "),
+                "unit failed: no replica serves, or its rollout made no progress within its deadline"
+            );
+        }
         let mut ops = fleet_ops;
         if changed {
-            ops.push(FleetOp::Status {
+            ops.push(FleetOp::Kaylee {
                 key: self.keys.status(name),
-                json: json.clone(),
+                value: json.clone(),
             });
         }
         self.writes.submit(ops).await?;
@@ -133,9 +156,19 @@ fn newly_invalid(previous: Option<&str>, error: &str) -> bool {
     before.as_deref() != Some(error)
 }
 
+/// Whether `status` reports a failure the previous status did not (for
+/// the same template): logged once, not at every reconcile.
+fn newly_failed(previous: Option<&str>, status: &UnitStatus) -> bool {
+    if status.condition != Some(Condition::Failed) {
+        return false;
+    }
+    let before = previous.and_then(|p| serde_json::from_str::<UnitStatus>(p).ok());
+    before.is_none_or(|b| b.condition != Some(Condition::Failed) || b.spec_hash != status.spec_hash)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{UnitStatus, newly_invalid};
+    use super::{Condition, UnitStatus, newly_failed, newly_invalid};
 
     #[test]
     fn an_invalid_unit_is_logged_once_per_distinct_error() {
@@ -151,5 +184,31 @@ mod tests {
         assert!(newly_invalid(Some("{}"), "bad"));
         assert!(!newly_invalid(Some(&invalid("bad", 1)), "bad"));
         assert!(newly_invalid(Some(&invalid("bad", 1)), "worse"));
+    }
+
+    #[test]
+    fn a_failure_is_logged_once_per_template() {
+        let failed = UnitStatus {
+            spec_hash: "a".into(),
+            condition: Some(Condition::Failed),
+            ..UnitStatus::default()
+        };
+        assert!(newly_failed(None, &failed));
+        let progressing = UnitStatus {
+            condition: Some(Condition::Progressing),
+            ..failed.clone()
+        };
+        assert!(newly_failed(Some(&progressing.to_json()), &failed));
+        let again = UnitStatus {
+            available: 1,
+            ..failed.clone()
+        };
+        assert!(!newly_failed(Some(&failed.to_json()), &again));
+        let other = UnitStatus {
+            spec_hash: "b".into(),
+            ..failed.clone()
+        };
+        assert!(newly_failed(Some(&failed.to_json()), &other));
+        assert!(!newly_failed(None, &progressing));
     }
 }
