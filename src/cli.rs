@@ -132,9 +132,17 @@ pub struct ServerArgs {
     /// TTL of the server's lease: how long a dead leader keeps leadership.
     #[arg(long, env = "KAYLEE_LEASE_TTL", default_value = "10s", value_parser = humantime::parse_duration)]
     pub lease_ttl: Duration,
-    /// How long a rolling update waits for a new unit to run before going on.
+    /// Progress deadline of units that set none: how long a rollout may go
+    /// without a new replica becoming available before it stops (failed).
     #[arg(long, env = "KAYLEE_START_TIMEOUT", default_value = "2m", value_parser = humantime::parse_duration)]
     pub start_timeout: Duration,
+    /// How long a fleet unit may go unscheduled (no target machine) before
+    /// it is reported as fitting no machine.
+    #[arg(long, env = "KAYLEE_SCHEDULE_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub schedule_grace: Duration,
+    /// Spec revisions kept per unit for `kaylee history` and rollbacks.
+    #[arg(long, env = "KAYLEE_HISTORY_LIMIT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub history_limit: u64,
     /// How often every unit is reconciled even without changes.
     #[arg(long, env = "KAYLEE_RESYNC_PERIOD", default_value = "60s", value_parser = humantime::parse_duration)]
     pub resync_period: Duration,
@@ -177,8 +185,9 @@ pub struct ServerArgs {
 /// Following a rollout after a write.
 #[derive(Args, Debug, Clone)]
 pub struct WaitArgs {
-    /// Wait until every replica runs on the new spec; exit 1 on an error in
-    /// the unit's status or on the timeout.
+    /// Wait until every replica of the new spec is available; exit 1 when
+    /// the unit is invalid, its rollout fails or is rolled back, or on the
+    /// timeout.
     #[arg(long)]
     pub wait: bool,
     /// How long --wait waits.
@@ -229,7 +238,7 @@ pub enum Command {
         #[command(flatten)]
         wait: WaitArgs,
     },
-    /// List units: replicas running/desired, image, spec hash, status.
+    /// List units: replicas available/desired, condition, phase, image.
     Ls {
         /// Output format: text for people, JSON for scripts.
         #[arg(short, long, value_enum, default_value = "text")]
@@ -246,8 +255,44 @@ pub enum Command {
     Rm {
         /// Unit name.
         name: String,
+        /// Delete its history too (kept by default, to run it again later).
+        #[arg(long)]
+        purge: bool,
     },
-    /// Show a unit's fleet units, their machines and states, and instances.
+    /// List a unit's spec revisions: when, spec hash, image, whether it
+    /// was ever fully available.
+    History {
+        /// Unit name.
+        name: String,
+        /// Output format: text for people, JSON for scripts.
+        #[arg(short, long, value_enum, default_value = "text")]
+        output: Output,
+    },
+    /// Put an earlier revision of a unit's spec back as its desired state.
+    Rollback {
+        /// Unit name.
+        name: String,
+        /// The revision to put back [default: the newest earlier revision
+        /// that was fully available].
+        #[arg(long)]
+        to_revision: Option<u64>,
+        #[command(flatten)]
+        wait: WaitArgs,
+    },
+    /// Show what `run` would change, writing nothing: spec fields, and
+    /// which fleet units would be created, destroyed or kept.
+    Diff {
+        /// YAML (or JSON) unit files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        #[command(flatten)]
+        fleet: FleetArgs,
+        /// Unit every container requires and starts after; empty for none.
+        #[arg(long, env = "KAYLEE_NETWORK_UNIT", default_value = "flanneld.service")]
+        network_unit: String,
+    },
+    /// Show a unit: availability, one line per replica (machine, fleet
+    /// state, health, reason), and registered instances.
     Status {
         /// Unit name.
         name: String,

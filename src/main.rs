@@ -71,7 +71,18 @@ async fn run(cli: Cli) -> ExitCode {
         Command::Run { files, wait } => commands::units::run(etcd, files, wait).await,
         Command::Ls { output } => commands::show::ls(etcd, *output).await,
         Command::Restart { name, wait } => commands::units::restart(etcd, name, wait).await,
-        Command::Rm { name } => commands::units::rm(etcd, name).await,
+        Command::Rm { name, purge } => commands::units::rm(etcd, name, *purge).await,
+        Command::History { name, output } => commands::history::list(etcd, name, *output).await,
+        Command::Rollback {
+            name,
+            to_revision,
+            wait,
+        } => commands::history::rollback(etcd, name, *to_revision, wait).await,
+        Command::Diff {
+            files,
+            fleet,
+            network_unit,
+        } => commands::diff::run(etcd, files, fleet, network_unit).await,
         Command::Status {
             name,
             fleet,

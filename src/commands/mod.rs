@@ -1,6 +1,8 @@
 //! One module per command; each returns an [`Exit`] on failure.
 
 pub mod completions;
+pub mod diff;
+pub mod history;
 pub mod registration;
 pub mod render;
 pub mod server;

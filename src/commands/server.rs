@@ -36,6 +36,8 @@ fn config(etcd: &EtcdArgs, args: &ServerArgs) -> Result<ServerConfig> {
             resync_period: args.resync_period,
             workers: args.workers,
             max_txn_ops: args.max_txn_ops,
+            schedule_grace: args.schedule_grace,
+            history_limit: args.history_limit,
         },
         identity,
     })

@@ -74,9 +74,13 @@ pub async fn restart(etcd: &EtcdArgs, name: &str, follow: &WaitArgs) -> Result {
     Ok(())
 }
 
-pub async fn rm(etcd: &EtcdArgs, name: &str) -> Result {
+pub async fn rm(etcd: &EtcdArgs, name: &str, purge: bool) -> Result {
     let client = connect(etcd).await?;
-    client.remove(name).await.map_err(client_error)?;
-    println!("{name}: removed");
+    client.remove(name, purge).await.map_err(client_error)?;
+    if purge {
+        println!("{name}: removed, with its history");
+    } else {
+        println!("{name}: removed (its history is kept: `kaylee history {name}`)");
+    }
     Ok(())
 }

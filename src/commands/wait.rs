@@ -6,6 +6,7 @@ use super::{Exit, Result};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use kaylee_controllers::client::{ClientError, KayleeClient};
 use kaylee_controllers::units::UnitStatus;
+use kaylee_controllers::units::decide::Condition;
 use std::io::IsTerminal;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -41,11 +42,45 @@ fn assess(target: &Target, status: Option<&UnitStatus>) -> Progress {
     }) else {
         return Progress::Pending(None);
     };
-    match &s.error {
-        Some(e) => Progress::Failed(e.clone()),
-        None if s.is_done() => Progress::Done(s.clone()),
-        None => Progress::Rolling(s.clone()),
+    if let Some(e) = &s.error {
+        return Progress::Failed(format!("invalid: {e}"));
     }
+    if let Some(r) = &s.rolled_back
+        && target.spec_revision > 0
+        && r.failed_spec_revision >= target.spec_revision
+    {
+        return Progress::Failed(format!(
+            "rolled back: revision {} failed and revision {} was put back ({})",
+            r.from_revision, r.to_revision, r.reason
+        ));
+    }
+    if s.condition == Some(Condition::Failed) {
+        return Progress::Failed(failure(s));
+    }
+    if s.is_done() {
+        Progress::Done(s.clone())
+    } else {
+        Progress::Rolling(s.clone())
+    }
+}
+
+/// A failed unit, and every replica that does not serve with why.
+fn failure(s: &UnitStatus) -> String {
+    let mut out = format!(
+        "failed: {}/{} available; its rollout stopped (no new replica became available within its progress deadline) or no replica serves",
+        s.available, s.desired
+    );
+    for u in &s.unavailable {
+        out.push_str(&format!("\n  {}", u.unit));
+        if !u.machine.is_empty() {
+            out.push_str(&format!(" on {}", u.machine));
+        }
+        out.push_str(&format!(": {}", u.reason));
+    }
+    if s.more_unavailable > 0 {
+        out.push_str(&format!("\n  and {} more", s.more_unavailable));
+    }
+    out
 }
 
 fn describe(p: &Progress) -> String {
@@ -53,13 +88,24 @@ fn describe(p: &Progress) -> String {
         Progress::Pending(None) => "waiting for the leader to pick up the change".into(),
         Progress::Pending(Some(e)) => format!("cannot read the status: {e}"),
         Progress::Rolling(s) | Progress::Done(s) => {
-            let mut line = format!("{}/{} running, {}", s.running, s.desired, s.phase);
+            let mut line = format!("{}/{} available, {}", s.available, s.desired, activity(s));
             if let Some(w) = &s.waiting_for {
                 line.push_str(&format!(", waiting for {w}"));
             }
+            if let Some(u) = s.unavailable.first() {
+                line.push_str(&format!(" ({})", u.reason));
+            }
             line
         }
-        Progress::Failed(e) => format!("error: {e}"),
+        Progress::Failed(e) => e.clone(),
+    }
+}
+
+/// The condition and what Kaylee writes: `progressing, rolling-update`.
+fn activity(s: &UnitStatus) -> String {
+    match s.condition {
+        Some(c) => format!("{c}, {}", s.phase),
+        None => s.phase.to_string(),
     }
 }
 
@@ -76,7 +122,7 @@ impl Display {
         }
         let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stdout());
         let style = ProgressStyle::with_template(
-            "{prefix:.bold} [{bar:24}] {pos}/{len} running  {spinner} {msg}",
+            "{prefix:.bold} [{bar:24}] {pos}/{len} available  {spinner} {msg}",
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar())
         .progress_chars("=> ");
@@ -107,8 +153,8 @@ impl Display {
                 match p {
                     Progress::Rolling(s) | Progress::Done(s) => {
                         bar.set_length(u64::from(s.desired));
-                        bar.set_position(u64::from(s.running.min(s.desired)));
-                        let mut msg = s.phase.clone();
+                        bar.set_position(u64::from(s.available.min(s.desired)));
+                        let mut msg = activity(s);
                         if let Some(w) = &s.waiting_for {
                             msg.push_str(&format!(": {w}"));
                         }
@@ -148,8 +194,8 @@ pub async fn follow(client: &KayleeClient, targets: &[Target], timeout: Duration
     for (t, p) in targets.iter().zip(&progress) {
         if let Progress::Done(s) = p {
             println!(
-                "{}: rolled out, {}/{} running",
-                t.name, s.running, s.desired
+                "{}: rolled out, {}/{} available",
+                t.name, s.available, s.desired
             );
         }
     }
@@ -205,6 +251,9 @@ async fn poll(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kaylee_controllers::units::availability::Unavailable;
+    use kaylee_controllers::units::decide::Phase;
+    use kaylee_controllers::units::status::RolledBack;
 
     fn target() -> Target {
         Target {
@@ -214,15 +263,21 @@ mod tests {
         }
     }
 
-    fn status(spec_revision: i64, running: u32, phase: &str) -> UnitStatus {
+    fn status(spec_revision: i64, available: u32, phase: Phase) -> UnitStatus {
         UnitStatus {
             spec_hash: "4f9a1c".into(),
             spec_revision,
             desired: 4,
             created: 4,
             updated: 4,
-            running,
-            phase: phase.into(),
+            running: available,
+            available,
+            condition: Some(if available == 4 {
+                Condition::Available
+            } else {
+                Condition::Progressing
+            }),
+            phase,
             ..UnitStatus::default()
         }
     }
@@ -230,13 +285,13 @@ mod tests {
     #[test]
     fn an_older_status_does_not_answer_the_write() {
         assert_eq!(assess(&target(), None), Progress::Pending(None));
-        let old = status(9, 4, "converged");
+        let old = status(9, 4, Phase::Converged);
         assert_eq!(assess(&target(), Some(&old)), Progress::Pending(None));
         let restarted = Target {
             restart_revision: 12,
             ..target()
         };
-        let before_restart = status(10, 4, "converged");
+        let before_restart = status(10, 4, Phase::Converged);
         assert_eq!(
             assess(&restarted, Some(&before_restart)),
             Progress::Pending(None)
@@ -244,22 +299,71 @@ mod tests {
     }
 
     #[test]
-    fn done_only_when_converged_and_running() {
-        let s = status(10, 2, "converged");
+    fn done_only_when_every_replica_is_available() {
+        let s = status(10, 2, Phase::Converged);
         assert!(matches!(assess(&target(), Some(&s)), Progress::Rolling(_)));
-        let s = status(11, 4, "converged");
+        let s = status(11, 4, Phase::Converged);
         assert!(matches!(assess(&target(), Some(&s)), Progress::Done(_)));
+        let s = status(11, 4, Phase::RollingUpdate);
+        assert!(
+            matches!(assess(&target(), Some(&s)), Progress::Rolling(_)),
+            "old replicas are still to go"
+        );
     }
 
     #[test]
     fn an_error_in_the_status_fails() {
         let s = UnitStatus {
             error: Some("spec.image: must not be empty".into()),
-            ..status(10, 0, "invalid")
+            ..status(10, 0, Phase::Invalid)
         };
         assert_eq!(
             assess(&target(), Some(&s)),
-            Progress::Failed("spec.image: must not be empty".into())
+            Progress::Failed("invalid: spec.image: must not be empty".into())
         );
+    }
+
+    #[test]
+    fn a_failed_rollout_fails_with_every_reason() {
+        let s = UnitStatus {
+            condition: Some(Condition::Failed),
+            unavailable: vec![Unavailable {
+                unit: "k:web:1.service".into(),
+                machine: "m1".into(),
+                reason: "activating/auto-restart on m1".into(),
+            }],
+            ..status(10, 3, Phase::RollingUpdate)
+        };
+        let Progress::Failed(why) = assess(&target(), Some(&s)) else {
+            panic!("not failed");
+        };
+        assert!(why.starts_with("failed: 3/4 available"), "{why}");
+        assert!(
+            why.contains("k:web:1.service on m1: activating/auto-restart on m1"),
+            "{why}"
+        );
+    }
+
+    #[test]
+    fn a_rollback_of_the_written_revision_fails_the_wait() {
+        let s = UnitStatus {
+            rolled_back: Some(RolledBack {
+                from_revision: 2,
+                to_revision: 1,
+                failed_spec_revision: 10,
+                spec_revision: 14,
+                reason: "no new replica became available".into(),
+            }),
+            ..status(14, 4, Phase::Converged)
+        };
+        let Progress::Failed(why) = assess(&target(), Some(&s)) else {
+            panic!("not failed");
+        };
+        assert!(why.starts_with("rolled back: revision 2 failed"), "{why}");
+        let later = Target {
+            spec_revision: 15,
+            ..target()
+        };
+        assert_eq!(assess(&later, Some(&s)), Progress::Pending(None));
     }
 }
