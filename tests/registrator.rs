@@ -65,9 +65,19 @@ async fn containers_are_registered_and_deregistered() {
     let plain = containers.run("plain", None);
     let bad = containers.run("bad", Some("bad/unit"));
     let bad2 = containers.run("bad2", Some("-dash"));
+    // Labelled by hand, as one debugs: not a fleet unit's container.
+    let debug = crate::support::docker::Container::run(&[
+        "--name",
+        &format!("{}-debug-web", containers.prefix),
+        "--label",
+        "kaylee.name=web",
+        &containers.image,
+        "sleep",
+        "3600",
+    ]);
     let mut web = containers.run("web", Some("web"));
     let web_name = web.name();
-    assert_eq!(web_name, containers.name("web"));
+    assert_eq!(web_name, containers.name("web", "web"));
     let ip = ip_of(&web);
     let web_key = w.registrator.instance_key("web", &web_name);
     assert_eq!(
@@ -84,7 +94,7 @@ async fn containers_are_registered_and_deregistered() {
     )
     .await;
     let everything = keys(&w, "/kaylee/").await;
-    for other in [&plain, &bad, &bad2] {
+    for other in [&plain, &bad, &bad2, &debug] {
         let other = other.name();
         assert!(
             !everything.keys().any(|k| k.contains(other.as_str())),
@@ -93,9 +103,9 @@ async fn containers_are_registered_and_deregistered() {
     }
 
     // A rename moves the key.
-    web.rename(&containers.name("web-renamed"));
+    web.rename(&containers.name("web-renamed", "web"));
     let renamed = web.name();
-    assert_eq!(renamed, containers.name("web-renamed"));
+    assert_eq!(renamed, containers.name("web-renamed", "web"));
     let want = BTreeMap::from([(w.registrator.instance_key("web", &renamed), ip.clone())]);
     expect_keys(
         &w,
@@ -149,7 +159,7 @@ async fn restart_resyncs_to_reality() {
     // appears under this machine and a key under another machine.
     a.stop();
     let d = containers.run("d", Some("worker"));
-    let ghost = containers.name("ghost");
+    let ghost = containers.name("ghost", "api");
     let stale = w.registrator.instance_key("api", &ghost);
     let foreign = format!("/kaylee/instances/other-machine/api/{ghost}");
     let mut kv = w.client.kv_client();
@@ -322,5 +332,87 @@ async fn event_stream_reconnect_resyncs() {
         "events after the reconnect",
     )
     .await;
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_presence_and_networks_are_registered_as_they_are() {
+    require_docker!();
+    init_logs();
+    let w = world(local_docker().await, "health").await;
+    let containers = Containers::new("health");
+    // fleet's object for this machine: where `--net=host` containers are.
+    let mut kv = w.client.kv_client();
+    let object = format!("{}machines/{}/object", support::fleet::FLEET, w.machine_id);
+    let machine = format!(
+        r#"{{"ID":"{}","PublicIP":"10.1.2.3","Metadata":{{}},"Version":"1.0.0"}}"#,
+        w.machine_id
+    );
+    if let Err(e) = w.config.timed(kv.put(object, machine, None)).await {
+        panic!("put the machine object: {e}");
+    }
+    let lease = grant(&w, 60).await;
+    let running = start(&w.registrator, lease);
+    let checked = containers.run_with(
+        "checked",
+        Some("web"),
+        &[
+            "--health-cmd",
+            "test -f /tmp/ok",
+            "--health-interval",
+            "1s",
+            "--health-retries",
+            "1",
+        ],
+    );
+    let host = containers.run_with("host", Some("web"), &["--net", "host"]);
+    let none = containers.run_with("none", Some("web"), &["--net", "none"]);
+    let checked_key = w.registrator.instance_key("web", &checked.name());
+    let health_key = checked_key.replacen("/kaylee/instances/", "/kaylee/health/", 1);
+    let host_key = w.registrator.instance_key("web", &host.name());
+    let want = BTreeMap::from([
+        (checked_key.clone(), ip_of(&checked)),
+        (host_key.clone(), "10.1.2.3".to_string()),
+    ]);
+    expect_keys(
+        &w,
+        &containers,
+        &want,
+        lease,
+        "bridge and host containers registered, none left out",
+    )
+    .await;
+    let none_name = none.name();
+    for (want, what) in [
+        ("unhealthy", "the failing healthcheck reported unhealthy"),
+        ("healthy", "the healthcheck reported healthy"),
+    ] {
+        if want == "healthy" {
+            let touched = checked.exec(&["touch", "/tmp/ok"]);
+            assert!(touched.status.success(), "{touched:?}");
+        }
+        let (w, key) = (&w, &health_key);
+        eventually(what, || async move {
+            match keys(w, key).await.get(key).map(|(v, _)| v.as_str()) {
+                Some(h) if h == want => Ok(()),
+                other => Err(format!("health {other:?}")),
+            }
+        })
+        .await;
+    }
+    let everything = keys(&w, "/kaylee/").await;
+    assert!(
+        !everything.keys().any(|k| k.contains(none_name.as_str())),
+        "--net=none has nothing to register: {everything:?}"
+    );
+    let presence = everything
+        .get(&w.registrator.presence_key())
+        .expect("the machine says it registers");
+    assert_eq!(presence.1, lease, "presence lives on the lease");
+    assert_eq!(
+        everything.get(&health_key).map(|(_, l)| *l),
+        Some(lease),
+        "health lives on the lease"
+    );
     running.stop().await;
 }

@@ -2,9 +2,11 @@
 //! server, leader or not, with each new session's lease.
 
 use super::{Exit, Result};
-use crate::cli::ServerArgs;
+use crate::cli::{FleetArgs, ServerArgs};
 use kaylee_controllers::etcd::EtcdConfig;
+use kaylee_controllers::keys::FleetKeys;
 use kaylee_controllers::registrator::{self, Registrator, RegistratorError};
+use kaylee_controllers::registry::{AnyRegistry, DEFAULT_MAX_TXN_OPS, FleetRegistry};
 use kaylee_controllers::server::OnSession;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,10 +23,11 @@ pub fn start(args: &ServerArgs, etcd: &EtcdConfig) -> Result<Option<OnSession>> 
     let (ready, wait) = watch::channel::<Option<Arc<Registrator>>>(None);
     let host = args.docker_host.clone();
     let etcd = etcd.clone();
+    let fleet = args.fleet.clone();
     tokio::spawn(async move {
         let mut delay = Duration::from_secs(1);
         loop {
-            match connect(host.as_deref(), &etcd, &machine_id).await {
+            match connect(host.as_deref(), &etcd, &fleet, &machine_id).await {
                 Ok(r) => {
                     tracing::info!(machine_id = %r.machine_id(), "registering this machine's containers");
                     let _ = ready.send(Some(Arc::new(r)));
@@ -59,9 +62,18 @@ pub fn start(args: &ServerArgs, etcd: &EtcdConfig) -> Result<Option<OnSession>> 
 async fn connect(
     host: Option<&str>,
     etcd: &EtcdConfig,
+    fleet: &FleetArgs,
     machine_id: &str,
 ) -> std::result::Result<Registrator, RegistratorError> {
     let docker = registrator::connect_docker(host).await?;
     let client = etcd.connect().await?;
-    Registrator::new(docker, client, etcd.clone(), machine_id.to_string())
+    let keys = FleetKeys::new(&fleet.fleet_prefix, &fleet.unit_prefix);
+    let object = format!("{}{machine_id}/object", keys.machines());
+    let registry =
+        AnyRegistry::connect(fleet.api(), client.clone(), etcd, keys, DEFAULT_MAX_TXN_OPS).await?;
+    Ok(
+        Registrator::new(docker, client, etcd.clone(), machine_id.to_string())?
+            .with_unit_prefix(&fleet.unit_prefix)
+            .with_machine_object(registry.source(object)),
+    )
 }

@@ -4,9 +4,12 @@
 use super::SETTLE;
 use crate::support::docker::{Container, test_image};
 use crate::support::etcd::Etcd;
+use crate::support::fleet::FLEET;
 use etcd_client::{Client, GetOptions};
 use kaylee_controllers::etcd::EtcdConfig;
 use kaylee_controllers::registrator::{Docker, Registrator, RegistratorError, connect_docker};
+use kaylee_controllers::registry::AnySource;
+use kaylee_controllers::runtime::EtcdPrefix;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
@@ -15,9 +18,12 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep, timeout};
 use tokio_util::sync::CancellationToken;
 
-/// This test's containers: named `krt-<pid>-<test>-<n>` and run from the
-/// harness's test image. Each is a harness [`Container`], removed on drop.
+/// This test's containers: named as fleet units of this test's own unit
+/// prefix (`krt<pid><test>_<unit>_<hash>_aaaaaa_1`, the only names the
+/// registrator takes for Kaylee's) and run from the harness's test image.
+/// Each is a harness [`Container`], removed on drop.
 pub struct Containers {
+    /// The unit prefix the test's registrator runs with.
     pub prefix: String,
     pub image: String,
 }
@@ -25,33 +31,60 @@ pub struct Containers {
 impl Containers {
     pub fn new(test: &str) -> Containers {
         Containers {
-            prefix: format!("krt-{}-{test}", std::process::id()),
+            prefix: unit_prefix(test),
             image: test_image(),
         }
     }
 
-    /// The container name for `n`.
-    pub fn name(&self, n: &str) -> String {
-        format!("{}-{n}", self.prefix)
+    /// The name of container `n` of `unit`: a fleet unit's container name.
+    pub fn name(&self, n: &str, unit: &str) -> String {
+        let hash: u32 = n
+            .bytes()
+            .fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
+        // A label Docker would not take in a name (`bad/unit`) still names
+        // a container, just not one the registrator may take.
+        let unit: String = unit
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "_.-".contains(c) {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        format!("{}_{unit}_{:06x}_aaaaaa_1", self.prefix, hash & 0xff_ffff)
     }
 
     /// Whether `container` is one of this test's.
     pub fn owns(&self, container: &str) -> bool {
-        container.starts_with(&format!("{}-", self.prefix))
+        container.starts_with(&format!("{}_", self.prefix))
     }
 
-    /// Starts a container named for `n` from the test image, labelled
-    /// `kaylee.name=<unit>` if `unit` is given.
-    pub fn run(&self, n: &str, unit: Option<&str>) -> Container {
-        let name = self.name(n);
+    /// Starts container `n` from the test image, labelled
+    /// `kaylee.name=<unit>` if `unit` is given, with `extra` docker run
+    /// arguments.
+    pub fn run_with(&self, n: &str, unit: Option<&str>, extra: &[&str]) -> Container {
+        let name = self.name(n, unit.unwrap_or("none"));
         let label = unit.map(|u| format!("kaylee.name={u}"));
         let mut args = vec!["--name", name.as_str()];
         if let Some(label) = &label {
             args.extend(["--label", label.as_str()]);
         }
+        args.extend(extra);
         args.extend([self.image.as_str(), "sleep", "3600"]);
         Container::run(&args)
     }
+
+    pub fn run(&self, n: &str, unit: Option<&str>) -> Container {
+        self.run_with(n, unit, &[])
+    }
+}
+
+/// A unit prefix of this test's own, so parallel tests never take each
+/// other's containers for theirs.
+pub fn unit_prefix(test: &str) -> String {
+    format!("krt{}{test}", std::process::id())
 }
 
 /// The IP `docker inspect` reports for a container, which must have one.
@@ -99,9 +132,17 @@ pub async fn world(docker: Docker, test: &str) -> World {
         Err(e) => panic!("connect to test etcd: {e}"),
     };
     let machine_id = format!("machine-{}-{test}", std::process::id());
+    let fleet_machine = EtcdPrefix::new(
+        client.clone(),
+        config.clone(),
+        format!("{FLEET}machines/{machine_id}/object"),
+    );
     let registrator =
         match Registrator::new(docker, client.clone(), config.clone(), machine_id.clone()) {
-            Ok(r) => Arc::new(r),
+            Ok(r) => Arc::new(
+                r.with_unit_prefix(&unit_prefix(test))
+                    .with_machine_object(AnySource::V3(Box::new(fleet_machine))),
+            ),
             Err(e) => panic!("{e}"),
         };
     World {

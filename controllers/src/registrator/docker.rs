@@ -107,14 +107,30 @@ pub fn container_ip(networks: Option<&HashMap<String, EndpointSettings>>) -> Opt
     names.into_iter().find_map(|n| networks.get(n).and_then(ip))
 }
 
-/// A container's own name from the `Names` of a container listing, without
-/// the leading `/`. Legacy links add names such as `/other/alias`; those are
-/// passed over.
-pub(crate) fn own_name(names: Option<&[String]>) -> Option<&str> {
-    names?
-        .iter()
-        .map(|n| n.strip_prefix('/').unwrap_or(n))
-        .find(|n| !n.contains('/'))
+/// Where a container can be reached, by its network mode and networks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Address {
+    /// Its own IP on a network.
+    Ip(String),
+    /// `--net=host`: the machine's own address.
+    HostNetwork,
+    /// `--net=none`: nowhere; nothing to register.
+    NoNetwork,
+    /// Networks assign no IP yet (a moment after start).
+    NotYet,
+}
+
+/// The address of a container with `network_mode` (Docker's
+/// `HostConfig.NetworkMode`) and `networks`.
+pub fn address(
+    network_mode: Option<&str>,
+    networks: Option<&HashMap<String, EndpointSettings>>,
+) -> Address {
+    match network_mode {
+        Some("host") => Address::HostNetwork,
+        Some("none") => Address::NoNetwork,
+        _ => container_ip(networks).map_or(Address::NotYet, Address::Ip),
+    }
 }
 
 #[cfg(test)]
@@ -157,10 +173,16 @@ mod tests {
     }
 
     #[test]
-    fn own_name_skips_link_aliases() {
-        let names = vec!["/web/db".to_string(), "/db".to_string()];
-        assert_eq!(own_name(Some(&names)), Some("db"));
-        assert_eq!(own_name(None), None);
+    fn host_and_none_networks_are_told_apart() {
+        let nets = HashMap::from([("host".to_string(), EndpointSettings::default())]);
+        assert_eq!(address(Some("host"), Some(&nets)), Address::HostNetwork);
+        assert_eq!(address(Some("none"), None), Address::NoNetwork);
+        assert_eq!(address(Some("default"), None), Address::NotYet);
+        let bridge = HashMap::from([("bridge".to_string(), net("172.17.0.2"))]);
+        assert_eq!(
+            address(Some("default"), Some(&bridge)),
+            Address::Ip("172.17.0.2".into())
+        );
     }
 
     #[test]

@@ -4,24 +4,31 @@
 use super::error::lease_error;
 use super::stats::bump;
 use super::{
-    Registrator, RegistratorError, UNIT_LABEL, container_ip, docker, is_valid_container_name,
-    is_valid_unit_name,
+    Address, Keys, Registrator, RegistratorError, UNIT_LABEL, address, docker,
+    is_valid_container_name, is_valid_unit_name,
 };
-use bollard::models::{ContainerInspectResponse, EventMessage};
-use etcd_client::PutOptions;
+use crate::runtime::Source;
+use crate::units::cluster::parse_machine;
+use bollard::models::{ContainerInspectResponse, EventMessage, HealthStatusEnum};
+use etcd_client::{PutOptions, Txn, TxnOp, TxnOpResponse};
 use tracing::{debug, info};
 
 /// What Docker says a container should have registered right now.
-enum Observed {
-    /// Running, with an IP: this key should hold this IP.
-    Registered { key: String, ip: String },
-    /// Gone, stopped, without an IP or not registrable: no key.
+pub(super) enum Observed {
+    /// Running, with an address: these keys should hold these values.
+    Registered {
+        keys: Keys,
+        ip: String,
+        /// Docker's `State.Health.Status` when it has a `HEALTHCHECK`.
+        health: Option<String>,
+    },
+    /// Gone, stopped, without an address or not registrable: no keys.
     Absent,
 }
 
 impl Registrator {
-    /// Brings the key of the container an event is about in line with what
-    /// Docker reports for it now.
+    /// Brings the keys of the container an event is about in line with
+    /// what Docker reports for it now.
     pub(super) async fn on_event(
         &self,
         lease: i64,
@@ -46,23 +53,26 @@ impl Registrator {
                 && is_valid_unit_name(unit)
                 && is_valid_container_name(name)
             {
-                named.push(self.instance_key(unit, name));
+                named.push(Keys {
+                    instance: self.instance_key(unit, name),
+                    health: self.config.key(&["health", &self.machine_id, unit, name]),
+                });
             }
         }
         let observed = self.observe(&id).await?;
-        for key in named {
-            if !matches!(&observed, Observed::Registered { key: k, .. } if *k == key) {
-                self.deregister(&key).await?;
+        for keys in named {
+            if !matches!(&observed, Observed::Registered { keys: k, .. } if *k == keys) {
+                self.deregister(&keys).await?;
             }
         }
-        if let Observed::Registered { key, ip } = observed {
-            self.register(lease, &key, &ip).await?;
+        if let Observed::Registered { keys, ip, health } = observed {
+            self.register(lease, &keys, &ip, health.as_deref()).await?;
         }
         Ok(())
     }
 
-    /// Inspects a container and says which key it should have now.
-    async fn observe(&self, id: &str) -> Result<Observed, RegistratorError> {
+    /// Inspects a container and says which keys it should have now.
+    pub(super) async fn observe(&self, id: &str) -> Result<Observed, RegistratorError> {
         let c: ContainerInspectResponse =
             match docker::timed(self.docker.inspect_container(id, None)).await {
                 Ok(c) => c,
@@ -85,39 +95,105 @@ impl Registrator {
             .and_then(|c| c.labels.as_ref())
             .and_then(|l| l.get(UNIT_LABEL));
         let name = c.name.as_deref().map(|n| n.trim_start_matches('/'));
-        let Some(key) = self.key_for(id, unit.map(String::as_str), name) else {
+        let Some(keys) = self.keys_for(id, unit.map(String::as_str), name) else {
             return Ok(Observed::Absent);
         };
+        let health = c
+            .state
+            .as_ref()
+            .and_then(|s| s.health.as_ref())
+            .and_then(|h| h.status)
+            .and_then(|s| match s {
+                HealthStatusEnum::HEALTHY => Some("healthy"),
+                HealthStatusEnum::UNHEALTHY => Some("unhealthy"),
+                HealthStatusEnum::STARTING => Some("starting"),
+                _ => None,
+            })
+            .map(str::to_string);
+        let mode = c
+            .host_config
+            .as_ref()
+            .and_then(|h| h.network_mode.as_deref());
         let networks = c
             .network_settings
             .as_ref()
             .and_then(|n| n.networks.as_ref());
-        match container_ip(networks) {
-            Some(ip) => Ok(Observed::Registered { key, ip }),
-            None => {
-                info!(container = %id, key = %key, "container has no IP yet; not registered");
-                Ok(Observed::Absent)
+        let ip = match address(mode, networks) {
+            Address::Ip(ip) => ip,
+            Address::HostNetwork => match self.public_ip().await {
+                Some(ip) => ip,
+                None => {
+                    self.say_once(
+                        id,
+                        "host",
+                        "on the host's network, and fleet has no PublicIP for this machine; not registered",
+                    );
+                    return Ok(Observed::Absent);
+                }
+            },
+            Address::NoNetwork => {
+                self.say_once(
+                    id,
+                    "none",
+                    "has no network (--net=none); nothing to register",
+                );
+                return Ok(Observed::Absent);
             }
-        }
+            Address::NotYet => {
+                self.say_once(id, "no-ip", "has no IP yet; registered once it has one");
+                return Ok(Observed::Absent);
+            }
+        };
+        Ok(Observed::Registered { keys, ip, health })
     }
 
-    async fn register(&self, lease: i64, key: &str, ip: &str) -> Result<(), RegistratorError> {
+    /// This machine's `PublicIP` in fleet's `machines/` (what fleet and its
+    /// users address it by), for containers on the host's network.
+    async fn public_ip(&self) -> Option<String> {
+        let listing = self.machine_object.as_ref()?.list().await.ok()?;
+        listing
+            .items
+            .iter()
+            .find_map(|i| parse_machine(&i.value))
+            .map(|m| m.public_ip)
+            .filter(|ip| !ip.is_empty())
+    }
+
+    async fn register(
+        &self,
+        lease: i64,
+        keys: &Keys,
+        ip: &str,
+        health: Option<&str>,
+    ) -> Result<(), RegistratorError> {
         let mut kv = self.client.kv_client();
-        let put = kv.put(
-            key,
-            ip,
-            Some(PutOptions::new().with_lease(lease).with_prev_key()),
-        );
-        match self.config.timed(put).await {
-            Ok(r) => {
-                let unchanged = r
-                    .prev_key()
-                    .is_some_and(|p| p.value() == ip.as_bytes() && p.lease() == lease);
+        let on_lease = || Some(PutOptions::new().with_lease(lease));
+        let before = self
+            .config
+            .timed(kv.get(keys.instance.as_str(), None))
+            .await
+            .map_err(|e| lease_error(e, lease))?;
+        let unchanged = before
+            .kvs()
+            .first()
+            .is_some_and(|p| p.value() == ip.as_bytes() && p.lease() == lease);
+        // The IP and the health in one transaction: the leader never sees
+        // an IP without the health that gates it.
+        let health_op = match health {
+            Some(h) => TxnOp::put(keys.health.as_str(), h, on_lease()),
+            None => TxnOp::delete(keys.health.as_str(), None),
+        };
+        let txn = Txn::new().and_then([
+            TxnOp::put(keys.instance.as_str(), ip, on_lease()),
+            health_op,
+        ]);
+        match self.config.timed(kv.txn(txn)).await {
+            Ok(_) => {
                 if unchanged {
-                    debug!(key = %key, ip = %ip, "already registered");
+                    debug!(key = %keys.instance, ip = %ip, ?health, "already registered");
                 } else {
                     bump(&self.stats.registrations, "kaylee_registrations_total");
-                    info!(key = %key, ip = %ip, "registered container");
+                    info!(key = %keys.instance, ip = %ip, ?health, "registered container");
                 }
                 Ok(())
             }
@@ -131,13 +207,21 @@ impl Registrator {
         }
     }
 
-    async fn deregister(&self, key: &str) -> Result<(), RegistratorError> {
+    async fn deregister(&self, keys: &Keys) -> Result<(), RegistratorError> {
         let mut kv = self.client.kv_client();
-        match self.config.timed(kv.delete(key, None)).await {
+        let txn = Txn::new().and_then([
+            TxnOp::delete(keys.instance.as_str(), None),
+            TxnOp::delete(keys.health.as_str(), None),
+        ]);
+        match self.config.timed(kv.txn(txn)).await {
             Ok(r) => {
-                if r.deleted() > 0 {
+                let deleted = r.op_responses().into_iter().any(|op| match op {
+                    TxnOpResponse::Delete(d) => d.deleted() > 0,
+                    _ => false,
+                });
+                if deleted {
                     bump(&self.stats.deregistrations, "kaylee_deregistrations_total");
-                    info!(key = %key, "deregistered container");
+                    info!(key = %keys.instance, "deregistered container");
                 }
                 Ok(())
             }

@@ -33,26 +33,49 @@ mod sync;
 
 /// The Docker client type [`connect_docker`] returns.
 pub use bollard::Docker;
-pub use docker::{DEFAULT_DOCKER_HOST, DOCKER_TIMEOUT, connect_docker, container_ip, docker_host};
+pub use docker::{
+    Address, DEFAULT_DOCKER_HOST, DOCKER_TIMEOUT, address, connect_docker, container_ip,
+    docker_host,
+};
 pub use error::RegistratorError;
 pub use names::{
-    MACHINE_ID_PATH, UNIT_LABEL, is_valid_container_name, is_valid_machine_id, is_valid_unit_name,
-    machine_id, machine_id_from,
+    MACHINE_ID_PATH, UNIT_LABEL, is_fleet_container, is_valid_container_name, is_valid_machine_id,
+    is_valid_unit_name, machine_id, machine_id_from,
 };
 pub use stats::RegistratorStats;
 
 use crate::etcd::EtcdConfig;
+use crate::keys::KayleeKeys;
+use crate::registry::AnySource;
 use etcd_client::Client;
 use stats::bump;
-use std::sync::Arc;
-use tracing::warn;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use tracing::{info, warn};
 
 pub struct Registrator {
     docker: Docker,
     client: Client,
     config: EtcdConfig,
+    keys: KayleeKeys,
     machine_id: String,
+    /// Only containers of fleet units named `<unit_prefix>:…` are Kaylee's.
+    unit_prefix: String,
+    /// This machine's `machines/<id>/object` in fleet's registry, for the
+    /// address of `--net=host` containers.
+    machine_object: Option<AnySource>,
+    /// What was already said once about a container (by id and topic), so
+    /// a resync does not repeat it forever.
+    said: Mutex<HashSet<(String, &'static str)>>,
     stats: Arc<RegistratorStats>,
+}
+
+/// The keys of one registered container: its IP (exactly the IP, as DNS
+/// tools read it) and, beside it, Docker's health.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Keys {
+    pub instance: String,
+    pub health: String,
 }
 
 impl Registrator {
@@ -73,10 +96,51 @@ impl Registrator {
         Ok(Registrator {
             docker,
             client,
+            keys: KayleeKeys::new(&config.prefix),
             config,
             machine_id,
+            unit_prefix: "k".into(),
+            machine_object: None,
+            said: Mutex::default(),
             stats: Arc::default(),
         })
+    }
+
+    /// Registers only containers of fleet units named `<prefix>:…` (the
+    /// servers' `--unit-prefix`; default `k`).
+    pub fn with_unit_prefix(mut self, prefix: &str) -> Registrator {
+        self.unit_prefix = prefix.to_string();
+        self
+    }
+
+    /// Reads this machine's public IP from `object` (its
+    /// `machines/<id>/object` in fleet's registry) for containers on the
+    /// host's network.
+    pub fn with_machine_object(mut self, object: AnySource) -> Registrator {
+        self.machine_object = Some(object);
+        self
+    }
+
+    /// Logs `message` about container `id` the first time only.
+    fn say_once(&self, id: &str, topic: &'static str, message: &str) {
+        let first = match self.said.lock() {
+            Ok(mut said) => said.insert((id.to_string(), topic)),
+            Err(_) => true,
+        };
+        if first {
+            info!(container = %id, "{message}");
+        }
+    }
+
+    /// `<prefix>/registrators/<machine-id>`: this machine's containers are
+    /// registered (on the server's lease).
+    pub fn presence_key(&self) -> String {
+        self.keys.registrator(&self.machine_id)
+    }
+
+    /// `<prefix>/health/<machine-id>/`.
+    pub fn health_prefix(&self) -> String {
+        self.config.key(&["health", &self.machine_id, ""])
     }
 
     pub fn machine_id(&self) -> &str {
@@ -99,9 +163,10 @@ impl Registrator {
             .key(&["instances", &self.machine_id, unit, container])
     }
 
-    /// The key for a container, or `None` (logged and counted) when its
-    /// label value or name cannot be used in one.
-    fn key_for(&self, id: &str, unit: Option<&str>, name: Option<&str>) -> Option<String> {
+    /// The keys for a container, or `None` when it is not one of Kaylee's
+    /// fleet units (logged once) or its label value or name cannot be used
+    /// in a key (logged and counted).
+    fn keys_for(&self, id: &str, unit: Option<&str>, name: Option<&str>) -> Option<Keys> {
         let unit = unit?;
         if !is_valid_unit_name(unit) {
             bump(
@@ -116,7 +181,23 @@ impl Registrator {
             return None;
         }
         match name {
-            Some(name) if is_valid_container_name(name) => Some(self.instance_key(unit, name)),
+            Some(name) if is_valid_container_name(name) => {
+                if !is_fleet_container(name, &self.unit_prefix, unit) {
+                    self.say_once(
+                        id,
+                        "foreign",
+                        &format!(
+                            "labelled {UNIT_LABEL}={unit} but not named as a fleet unit of it ({}_{unit}_<hash>_<group>_<n>); not registered",
+                            self.unit_prefix
+                        ),
+                    );
+                    return None;
+                }
+                Some(Keys {
+                    instance: self.instance_key(unit, name),
+                    health: self.config.key(&["health", &self.machine_id, unit, name]),
+                })
+            }
             _ => {
                 bump(
                     &self.stats.registration_errors,

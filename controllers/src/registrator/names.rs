@@ -22,6 +22,34 @@ pub fn is_valid_unit_name(s: &str) -> bool {
     is_segment(s, 63)
 }
 
+/// Whether `name` is the container name of a fleet unit of Kaylee unit
+/// `unit` under `unit_prefix`: `<prefix>_<unit>_<spec-hash>_<group>_<n>`
+/// (what `fleet::container_name` makes of `<prefix>:<unit>:…:<n>.service`).
+/// Only those are Kaylee's: a container a person started with the label by
+/// hand is not.
+pub fn is_fleet_container(name: &str, unit_prefix: &str, unit: &str) -> bool {
+    let Some(rest) = name
+        .strip_prefix(unit_prefix)
+        .and_then(|r| r.strip_prefix('_'))
+        .and_then(|r| r.strip_prefix(unit))
+        .and_then(|r| r.strip_prefix('_'))
+    else {
+        return false;
+    };
+    let hex6 = |s: &str| s.len() == 6 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    let mut parts = rest.split('_');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(hash), Some(group), Some(n), None) => {
+            hex6(hash)
+                && hex6(group)
+                && !n.starts_with('0')
+                && !n.is_empty()
+                && n.bytes().all(|b| b.is_ascii_digit())
+        }
+        _ => false,
+    }
+}
+
 /// Whether `s` (without Docker's leading `/`) may be used as the container
 /// segment of a key: `^[A-Za-z0-9][A-Za-z0-9_.-]*$`, at most 255 bytes, the
 /// shape Docker itself allows for names.
@@ -100,6 +128,28 @@ mod tests {
             &"a".repeat(64),
         ] {
             assert!(!is_valid_unit_name(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn only_fleet_unit_containers_are_kaylee_s() {
+        assert!(is_fleet_container("k_api_19c656_dc608f_1", "k", "api"));
+        assert!(is_fleet_container(
+            "k_my_api_19c656_dc608f_12",
+            "k",
+            "my_api"
+        ));
+        for foreign in [
+            "k_api_19c656_dc608f_01",
+            "k_api_19c656_dc608f",
+            "k_api_19c656_dc608f_1_x",
+            "k_api_19C656_dc608f_1",
+            "k_apix_19c656_dc608f_1",
+            "kk_api_19c656_dc608f_1",
+            "debug-api",
+            "api",
+        ] {
+            assert!(!is_fleet_container(foreign, "k", "api"), "{foreign}");
         }
     }
 

@@ -74,9 +74,16 @@ impl Registrator {
             filters: Some(HashMap::from([
                 ("type".to_string(), vec!["container".to_string()]),
                 ("label".to_string(), vec![UNIT_LABEL.to_string()]),
+                // `health_status` matches Docker's `health_status: <status>`
+                // actions (moby's event filter matches the action's prefix).
                 (
                     "event".to_string(),
-                    vec!["start".into(), "die".into(), "rename".into()],
+                    vec![
+                        "start".into(),
+                        "die".into(),
+                        "rename".into(),
+                        "health_status".into(),
+                    ],
                 ),
             ])),
         }));

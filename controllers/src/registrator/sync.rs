@@ -3,8 +3,9 @@
 //! the second), and those writes, in as few transactions as possible.
 
 use super::error::lease_error;
+use super::events::Observed;
 use super::stats::bump;
-use super::{Registrator, RegistratorError, UNIT_LABEL, container_ip, docker};
+use super::{Registrator, RegistratorError, UNIT_LABEL, docker};
 use bollard::query_parameters::ListContainersOptions;
 use etcd_client::{GetOptions, PutOptions, Txn, TxnOp};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -76,7 +77,8 @@ pub(crate) fn plan(
 }
 
 impl Registrator {
-    /// The keys the running labelled containers call for, key → IP.
+    /// The keys the running labelled containers call for, key → value:
+    /// each one's IP and health, and this machine's presence.
     pub(super) async fn desired(&self) -> Result<BTreeMap<String, String>, RegistratorError> {
         let options = ListContainersOptions {
             filters: Some(HashMap::from([
@@ -88,25 +90,18 @@ impl Registrator {
         let containers = docker::timed(self.docker.list_containers(Some(options))).await?;
         let mut desired = BTreeMap::new();
         for c in containers {
-            let id = c.id.as_deref().unwrap_or("?");
-            let unit = c.labels.as_ref().and_then(|l| l.get(UNIT_LABEL));
-            let name = docker::own_name(c.names.as_deref());
-            let Some(key) = self.key_for(id, unit.map(String::as_str), name) else {
+            let Some(id) = c.id.as_deref() else {
                 continue;
             };
-            let networks = c
-                .network_settings
-                .as_ref()
-                .and_then(|n| n.networks.as_ref());
-            match container_ip(networks) {
-                Some(ip) => {
-                    desired.insert(key, ip);
-                }
-                None => {
-                    info!(container = %id, key = %key, "container has no IP yet; not registered")
+            // The same judgement as an event's, health included.
+            if let Observed::Registered { keys, ip, health } = self.observe(id).await? {
+                desired.insert(keys.instance, ip);
+                if let Some(h) = health {
+                    desired.insert(keys.health, h);
                 }
             }
         }
+        desired.insert(self.presence_key(), env!("CARGO_PKG_VERSION").to_string());
         Ok(desired)
     }
 
@@ -116,21 +111,21 @@ impl Registrator {
         lease: i64,
         desired: &BTreeMap<String, String>,
     ) -> Result<(), RegistratorError> {
-        let prefix = self.instances_prefix();
         let mut kv = self.client.kv_client();
-        let found = self
-            .config
-            .timed(kv.get(prefix.as_str(), Some(GetOptions::new().with_prefix())))
-            .await?;
-        let current: Vec<Current> = found
-            .kvs()
-            .iter()
-            .map(|kv| Current {
+        let mut current: Vec<Current> = Vec::new();
+        for (key, prefix) in [
+            (self.instances_prefix(), true),
+            (self.health_prefix(), true),
+            (self.presence_key(), false),
+        ] {
+            let options = prefix.then(|| GetOptions::new().with_prefix());
+            let found = self.config.timed(kv.get(key.as_str(), options)).await?;
+            current.extend(found.kvs().iter().map(|kv| Current {
                 key: kv.key().to_vec(),
                 value: kv.value().to_vec(),
                 lease: kv.lease(),
-            })
-            .collect();
+            }));
+        }
         let changes = plan(&current, desired, lease);
         for chunk in changes.chunks(MAX_TXN_OPS) {
             let ops: Vec<TxnOp> = chunk
@@ -154,12 +149,14 @@ impl Registrator {
             for change in chunk {
                 match change {
                     Change::Put { key, ip, previous } => {
-                        bump(&self.stats.registrations, "kaylee_registrations_total");
+                        if key.starts_with(&self.instances_prefix()) {
+                            bump(&self.stats.registrations, "kaylee_registrations_total");
+                        }
                         match previous {
                             Some(prev) => {
-                                info!(key = %key, ip = %ip, previous = %prev, "registered container (resync)")
+                                info!(key = %key, value = %ip, previous = %prev, "registered (resync)")
                             }
-                            None => info!(key = %key, ip = %ip, "registered container (resync)"),
+                            None => info!(key = %key, value = %ip, "registered (resync)"),
                         }
                     }
                     Change::Delete { key } => {
@@ -172,7 +169,7 @@ impl Registrator {
         bump(&self.stats.resyncs, "kaylee_registrator_resyncs_total");
         info!(
             machine_id = %self.machine_id,
-            containers = desired.len(),
+            keys = desired.len(),
             changes = changes.len(),
             "resynced registrations"
         );
