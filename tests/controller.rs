@@ -194,7 +194,10 @@ async fn rm_removes_every_fleet_unit(api: Api) {
     let c = Cluster::start(api).await;
     let _server = c.server("s1");
     c.run_examples().await;
-    assert_eq!(c.kaylee(&["rm", "countly"]), "countly: removed\n");
+    assert_eq!(
+        c.kaylee(&["rm", "countly"]),
+        "countly: removed (its history is kept: `kaylee history countly`)\n"
+    );
     let snap = c
         .fleet
         .wait_for("countly gone", WAIT, |s| s.jobs_of("countly").is_empty())
@@ -268,8 +271,9 @@ async fn a_malformed_unit_is_reported_and_the_rest_is_served(api: Api) {
     );
     let ls = c.kaylee(&["ls"]);
     assert!(
-        ls.lines()
-            .any(|l| l.starts_with("bad ") && l.contains("invalid:")),
+        ls.lines().any(|l| l.starts_with("bad ")
+            && l.contains("invalid")
+            && l.contains("/kaylee/units/bad")),
         "{ls}"
     );
     assert!(
@@ -303,6 +307,26 @@ async fn foreign_fleet_units_are_never_touched(api: Api) {
     let before = c.fleet.snapshot().await;
     let server = c.server("s1");
     c.kaylee(&["run", "deploy/examples/countly.yaml"]);
+    // The old one goes once new ones serve (no agent here would touch the
+    // foreign units: the test runs the new ones by hand).
+    let created = c
+        .fleet
+        .wait_for("4 new countly jobs", WAIT, |s| {
+            s.jobs_of("countly")
+                .keys()
+                .filter(|n| !n.contains(":aaaaaa:"))
+                .count()
+                == 4
+        })
+        .await;
+    assert!(c.fleet.try_add_machine("m1").await);
+    for name in created
+        .jobs_of("countly")
+        .keys()
+        .filter(|n| !n.contains(":aaaaaa:"))
+    {
+        c.fleet.set_running(name, "m1").await;
+    }
     c.fleet
         .wait_for("countly converged", WAIT, |s| {
             s.jobs_of("countly").len() == 4

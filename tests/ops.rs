@@ -191,14 +191,24 @@ fn run_wait_times_out_when_nothing_runs_the_units() {
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
     assert!(
-        stderr.contains("timed out after 5s waiting for countly: 0/4 running"),
+        stderr.contains("timed out after 5s waiting for countly: 0/4 available, progressing")
+            && stderr.contains("no fleet machine is registered in this cluster"),
         "stderr: {stderr}"
     );
 }
 
 /// What fleet's agent on machine `m1` would report for every job of
-/// countly: loaded, active, running. Returns how many it wrote.
+/// countly: its machine, and each job loaded, active, running. Returns how
+/// many jobs it wrote.
 async fn report_running(client: &mut Client) -> usize {
+    client
+        .put(
+            "/_coreos.com/fleet/machines/m1/object",
+            r#"{"ID":"m1","PublicIP":"127.0.0.1","Metadata":{},"Version":"1.0.0"}"#,
+            None,
+        )
+        .await
+        .expect("announcing machine m1");
     let jobs = client
         .get(FLEET_JOBS, Some(GetOptions::new().with_prefix()))
         .await
@@ -276,7 +286,7 @@ async fn run_wait_succeeds_once_fleet_reports_every_replica_running() {
         server.log()
     );
     assert!(
-        stdout.contains("countly: rolled out, 4/4 running"),
+        stdout.contains("countly: rolled out, 4/4 available"),
         "stdout: {stdout}"
     );
 }

@@ -14,6 +14,9 @@ const COMMANDS: &[&str] = &[
     "restart",
     "rm",
     "status",
+    "history",
+    "rollback",
+    "diff",
     "completions",
 ];
 
@@ -99,6 +102,11 @@ fn every_unit_field_is_in_the_reference() {
         "`spec.global`",
         "`spec.conflicts`",
         "`spec.startupDelay`",
+        "`spec.minReadySeconds`",
+        "`spec.progressDeadline`",
+        "`spec.onFailure`",
+        "`spec.maxSurge`",
+        "`spec.updateOrder`",
     ] {
         assert!(
             README.contains(&format!("| {field} |")),

@@ -45,7 +45,8 @@ async fn a_server_registers_labelled_containers_and_their_keys_die_with_it() {
     let mut server = Server::start(&etcd.endpoint(), "s1", &["--machine-id", &machine]);
     server.wait_log("registering this machine's containers", SETTLE);
 
-    let name = format!("k_api_x_y_{}", std::process::id());
+    // A fleet unit's container name: only those are Kaylee's.
+    let name = format!("k_api_abcdef_123456_{}", std::process::id());
     let labelled = Container::run(&[
         "-l",
         "kaylee.name=api",
@@ -59,6 +60,11 @@ async fn a_server_registers_labelled_containers_and_their_keys_die_with_it() {
     let ip = labelled.ip();
     assert!(!ip.is_empty(), "the container has an IP");
     wait_value(&view, &key, Some(&ip), SETTLE).await;
+    let presence = format!("/kaylee/registrators/{machine}");
+    assert!(
+        value(&view, &presence).await.is_some(),
+        "the server says this machine's containers are registered"
+    );
 
     let plain = Container::run(&[
         "--name",
@@ -92,4 +98,5 @@ async fn a_server_registers_labelled_containers_and_their_keys_die_with_it() {
     wait_value(&view, &key, Some(&labelled.ip()), SETTLE).await;
     server.sigkill();
     wait_value(&view, &key, None, Duration::from_secs(10)).await;
+    wait_value(&view, &presence, None, Duration::from_secs(10)).await;
 }

@@ -214,7 +214,11 @@ fn check_render(g: &GenUnit) -> Result<(), TestCaseError> {
 }
 
 fn replicated(name: &str, replicas: u32, max: Option<u32>) -> Vec<FleetUnit> {
-    let mut spec = json!({"image": "busybox", "replicas": replicas});
+    replicated_image(name, replicas, max, "busybox")
+}
+
+fn replicated_image(name: &str, replicas: u32, max: Option<u32>, image: &str) -> Vec<FleetUnit> {
+    let mut spec = json!({"image": image, "replicas": replicas});
     if let Some(m) = max {
         spec["maxReplicasPerHost"] = json!(m);
     }
@@ -240,6 +244,8 @@ proptest! {
     ) {
         let units = replicated(&name, n, max);
         prop_assert_eq!(units.len() as u32, n);
+        // The same unit at another image: another template.
+        let other = replicated_image(&name, n, max, "busybox:2");
         let names: HashSet<String> = units.iter().map(|u| u.name.to_name()).collect();
         prop_assert_eq!(names.len(), units.len(), "names are not unique");
         let groups: BTreeSet<&str> = units.iter().map(|u| u.name.group.as_str()).collect();
@@ -253,11 +259,20 @@ proptest! {
                 .get("X-Fleet", "Conflicts")
                 .map(|o| o.expanded.as_str())
                 .collect();
-            let own = format!("k:{name}:{}:{}:*.service", u.name.spec_hash, u.name.group);
+            let own = match max {
+                Some(_) => format!("k:{name}:*:{}:*.service", u.name.group),
+                None => format!("k:{name}:{}:{}:*.service", u.name.spec_hash, u.name.group),
+            };
             prop_assert_eq!(&conflicts, &vec![own.as_str()]);
             // fleet keeps two units apart iff the glob matches: same group only.
             for v in &units {
                 let same = v.name.group == u.name.group;
+                prop_assert_eq!(units::glob_match(&own, &v.name.to_name()), same);
+            }
+            // With a limit, the same group of any other template too: old
+            // and new replicas of a rollout share the host's budget.
+            for v in &other {
+                let same = v.name.group == u.name.group && max.is_some();
                 prop_assert_eq!(units::glob_match(&own, &v.name.to_name()), same);
             }
         }

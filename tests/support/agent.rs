@@ -1,5 +1,10 @@
-//! A fake fleet agent: it "runs" every job by writing `states/` entries the
-//! way fleet's agents do, through the etcd API the test runs Kaylee with.
+//! A fake fleet machine that never fails, for tests about Kaylee's writes:
+//! it announces itself in `machines/` and "runs" every job by writing
+//! `states/` entries (with the unit hash) the way fleet's agents do,
+//! through the etcd API the test runs Kaylee with. It writes no `target`
+//! (an engine's race with destroys would leave stray keys the chaos test
+//! counts); a job's running state on a live machine says where it runs. The fleet stand-in (`deploy/fleet-standin`) plays the
+//! fleet that fails, runs real containers and loses machines.
 
 use super::fleet::FleetView;
 use std::collections::BTreeMap;
@@ -46,13 +51,20 @@ async fn round(
     let Some(snap) = view.try_jobs_and_states(false).await else {
         return;
     };
+    // Announced every round: etcd may have been restarted, or its data
+    // lost, by the test.
+    if !view.try_add_machine(machine).await {
+        return;
+    }
     let now = Instant::now();
-    for name in snap.jobs.keys() {
+    for (name, job) in &snap.jobs {
         let seen = *first_seen.entry(name.clone()).or_insert(now);
         let running = snap.running.get(name).is_some_and(|m| m.contains(machine));
         if !running
             && now.duration_since(seen) >= delay
-            && !view.try_set_running(name, machine).await
+            && !view
+                .try_set_running(name, machine, &job.unit_hash_hex())
+                .await
         {
             return;
         }

@@ -60,8 +60,19 @@ impl Api {
 pub struct Job {
     pub object: String,
     pub target_state: String,
+    /// The machine fleet's engine scheduled it to (`job/<name>/target`).
+    pub target: Option<String>,
     /// Revision the object key was last written at.
     pub revision: i64,
+}
+
+impl Job {
+    /// The unit hash the object names, in hex (as agents report it).
+    pub fn unit_hash_hex(&self) -> String {
+        kaylee_controllers::fleet::records::parse_job_object(self.object.as_bytes())
+            .map(|(_, hash)| hash.iter().map(|b| format!("{b:02x}")).collect())
+            .unwrap_or_default()
+    }
 }
 
 /// Everything under the fleet prefix, read at one revision.
@@ -80,6 +91,7 @@ impl Snapshot {
     pub fn from_raw(raw: Vec<(String, String, i64)>) -> Snapshot {
         let mut snap = Snapshot::default();
         let mut target_states = BTreeMap::new();
+        let mut targets = BTreeMap::new();
         for (key, value, revision) in raw {
             let rest = &key[FLEET.len()..];
             if let Some(job) = rest.strip_prefix("job/") {
@@ -89,11 +101,14 @@ impl Snapshot {
                         Job {
                             object: value.clone(),
                             target_state: String::new(),
+                            target: None,
                             revision,
                         },
                     );
                 } else if let Some(name) = job.strip_suffix("/target-state") {
                     target_states.insert(name.to_string(), value.clone());
+                } else if let Some(name) = job.strip_suffix("/target") {
+                    targets.insert(name.to_string(), value.clone());
                 }
             } else if let Some(state) = rest.strip_prefix("states/")
                 && let Some((name, machine)) = state.split_once('/')
@@ -109,6 +124,11 @@ impl Snapshot {
         for (name, state) in target_states {
             if let Some(job) = snap.jobs.get_mut(&name) {
                 job.target_state = state;
+            }
+        }
+        for (name, machine) in targets {
+            if let Some(job) = snap.jobs.get_mut(&name) {
+                job.target = Some(machine);
             }
         }
         snap
@@ -146,9 +166,19 @@ pub struct FleetView {
     port: u16,
 }
 
-pub fn running_state(machine: &str) -> String {
+/// A `states/<name>/<machine>` value as fleet's agent writes it for a
+/// running unit; `unit_hash` is the hex SHA-1 of the text it runs (empty:
+/// not reported).
+pub fn running_state(machine: &str, unit_hash: &str) -> String {
     format!(
-        r#"{{"loadState":"loaded","activeState":"active","subState":"running","machineState":{{"ID":"{machine}"}},"unitHash":""}}"#
+        r#"{{"loadState":"loaded","activeState":"active","subState":"running","machineState":{{"ID":"{machine}","PublicIP":"127.0.0.1","Metadata":{{}},"Version":"1.0.0"}},"unitHash":"{unit_hash}"}}"#
+    )
+}
+
+/// A `machines/<id>/object` value as fleet's agent writes it.
+pub fn machine_object(machine: &str) -> String {
+    format!(
+        r#"{{"ID":"{machine}","PublicIP":"127.0.0.1","Metadata":{{}},"Capabilities":null,"Version":"1.0.0"}}"#
     )
 }
 
@@ -294,14 +324,34 @@ impl FleetView {
         within(kv.put(key, value, None)).await.is_some()
     }
 
+    /// Reports `name` running on `machine` (whose agent does not say which
+    /// unit text it runs).
     pub async fn set_running(&self, name: &str, machine: &str) {
-        self.put(&format!("states/{name}/{machine}"), &running_state(machine))
-            .await;
+        self.put(
+            &format!("states/{name}/{machine}"),
+            &running_state(machine, ""),
+        )
+        .await;
     }
 
-    pub async fn try_set_running(&self, name: &str, machine: &str) -> bool {
-        self.try_put(&format!("states/{name}/{machine}"), &running_state(machine))
-            .await
+    /// Reports `name` running `unit_hash` on `machine`; false when etcd does
+    /// not answer.
+    pub async fn try_set_running(&self, name: &str, machine: &str, unit_hash: &str) -> bool {
+        self.try_put(
+            &format!("states/{name}/{machine}"),
+            &running_state(machine, unit_hash),
+        )
+        .await
+    }
+
+    /// Announces `machine` in fleet's `machines/`, as its agent does (here
+    /// without a TTL); false when etcd does not answer.
+    pub async fn try_add_machine(&self, machine: &str) -> bool {
+        self.try_put(
+            &format!("machines/{machine}/object"),
+            &machine_object(machine),
+        )
+        .await
     }
 
     pub async fn clear_states(&self, name: &str) {

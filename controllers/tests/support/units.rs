@@ -322,7 +322,11 @@ impl GenUnit {
     /// Every `Conflicts=` value of a replica in conflict group `group`.
     pub fn expected_conflicts(&self, spec_hash: &str, group: &str) -> Vec<String> {
         let own = match self.layout {
-            Layout::Replicated { .. } => {
+            // A per-host limit holds across templates: any spec hash.
+            Layout::Replicated { max: Some(_), .. } => {
+                Some(format!("k:{}:*:{group}:*.service", self.name))
+            }
+            Layout::Replicated { max: None, .. } => {
                 Some(format!("k:{}:{spec_hash}:{group}:*.service", self.name))
             }
             Layout::Singleton | Layout::Pinned(_) => Some(format!("k:{}:*.service", self.name)),
