@@ -43,14 +43,43 @@ pub fn writer<R: FleetRegistry>(
     })
 }
 
+/// A status as [`Statuses`] remembers it.
+#[derive(Debug, Clone)]
+struct Stored {
+    hash: u64,
+    summary: UnitStatus,
+}
+
+impl Stored {
+    fn of(json: &str, status: &UnitStatus) -> Stored {
+        Stored {
+            hash: hash_of(json),
+            summary: UnitStatus {
+                unavailable: Vec::new(),
+                waiting_for: None,
+                ..status.clone()
+            },
+        }
+    }
+}
+
+fn hash_of(json: &str) -> u64 {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let mut h = DefaultHasher::new();
+    json.hash(&mut h);
+    h.finish()
+}
+
 /// The status of every unit as last written (or found at the start of a
 /// term), and the writer that carries it with the fleet ops.
 pub struct Statuses {
     keys: KayleeKeys,
     writes: Coalescer<FleetOp>,
-    /// Status JSON last written (or found) per unit, so unchanged status is
-    /// never rewritten.
-    written: DashMap<String, String>,
+    /// Per unit, the status last written (or found), so an unchanged one
+    /// is never rewritten: a hash of its JSON, and the fields later
+    /// reconciles read back (not its list of unavailable replicas, which
+    /// would be most of a leader's memory at 10,000 units).
+    written: DashMap<String, Stored>,
 }
 
 impl Statuses {
@@ -65,7 +94,11 @@ impl Statuses {
 
     /// Reads every stored status, so a new leader rewrites none that holds.
     pub async fn load(&self, client: &Client, etcd: &EtcdConfig) -> Result<(), EtcdError> {
-        let mut kv = client.kv_client();
+        // Statuses list their unavailable replicas: 10,000 of them are well
+        // over gRPC's default 4 MiB answer.
+        let mut kv = client
+            .kv_client()
+            .max_decoding_message_size(crate::runtime::etcd_source::MAX_MESSAGE_BYTES);
         let prefix = self.keys.statuses();
         let resp = etcd
             .timed(kv.get(prefix.clone(), Some(GetOptions::new().with_prefix())))
@@ -74,7 +107,15 @@ impl Statuses {
             if let (Ok(key), Ok(value)) = (item.key_str(), item.value_str())
                 && let Some(name) = KayleeKeys::name_in(&prefix, key)
             {
-                self.written.insert(name.to_string(), value.to_string());
+                // One that does not parse is rewritten at the first chance.
+                let stored = match serde_json::from_str::<UnitStatus>(value) {
+                    Ok(s) => Stored::of(value, &s),
+                    Err(_) => Stored {
+                        hash: hash_of(value),
+                        summary: UnitStatus::default(),
+                    },
+                };
+                self.written.insert(name.to_string(), stored);
             }
         }
         Ok(())
@@ -85,11 +126,10 @@ impl Statuses {
         self.writes.submit(ops).await
     }
 
-    /// The stored status of `name`, if it parses.
+    /// The stored status of `name`, without its list of unavailable
+    /// replicas.
     pub fn get(&self, name: &str) -> Option<UnitStatus> {
-        self.written
-            .get(name)
-            .and_then(|s| serde_json::from_str::<UnitStatus>(&s).ok())
+        self.written.get(name).map(|s| s.summary.clone())
     }
 
     /// Writes `fleet_ops` and, right after them (in the same transaction
@@ -104,16 +144,17 @@ impl Statuses {
     ) -> Result<(), WriteError> {
         let json = status.as_ref().map(UnitStatus::to_json);
         let previous = self.written.get(name).map(|v| v.clone());
-        let changed = json != previous;
+        let changed = json.as_deref().map(hash_of) != previous.as_ref().map(|p| p.hash);
+        let before = previous.as_ref().map(|p| &p.summary);
         if let Some(error) = status.as_ref().and_then(|s| s.error.as_ref())
             && changed
-            && newly_invalid(previous.as_deref(), error)
+            && newly_invalid(before, error)
         {
             tracing::warn!(unit = name, %error, "unit is invalid; its fleet units are left as they are");
         }
         if let Some(s) = status.as_ref()
             && changed
-            && newly_failed(previous.as_deref(), s)
+            && newly_failed(before, s)
         {
             let reasons: Vec<String> = s
                 .unavailable
@@ -137,10 +178,14 @@ impl Statuses {
         }
         self.writes.submit(ops).await?;
         if changed {
-            match json {
-                Some(j) => self.written.insert(name.to_string(), j),
-                None => self.written.remove(name).map(|(_, v)| v),
-            };
+            match (json, status) {
+                (Some(j), Some(s)) => {
+                    self.written.insert(name.to_string(), Stored::of(&j, &s));
+                }
+                _ => {
+                    self.written.remove(name);
+                }
+            }
         }
         Ok(())
     }
@@ -149,39 +194,33 @@ impl Statuses {
 /// Whether `error` differs from the one in the previously written status:
 /// an invalid unit's status also changes when its old fleet units come and
 /// go, and that must not repeat the warning.
-fn newly_invalid(previous: Option<&str>, error: &str) -> bool {
-    let before = previous
-        .and_then(|p| serde_json::from_str::<UnitStatus>(p).ok())
-        .and_then(|s| s.error);
-    before.as_deref() != Some(error)
+fn newly_invalid(previous: Option<&UnitStatus>, error: &str) -> bool {
+    previous.and_then(|s| s.error.as_deref()) != Some(error)
 }
 
 /// Whether `status` reports a failure the previous status did not (for
 /// the same template): logged once, not at every reconcile.
-fn newly_failed(previous: Option<&str>, status: &UnitStatus) -> bool {
+fn newly_failed(previous: Option<&UnitStatus>, status: &UnitStatus) -> bool {
     if status.condition != Some(Condition::Failed) {
         return false;
     }
-    let before = previous.and_then(|p| serde_json::from_str::<UnitStatus>(p).ok());
-    before.is_none_or(|b| b.condition != Some(Condition::Failed) || b.spec_hash != status.spec_hash)
+    previous
+        .is_none_or(|b| b.condition != Some(Condition::Failed) || b.spec_hash != status.spec_hash)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{Condition, UnitStatus, newly_failed, newly_invalid};
+    use super::{Condition, Stored, UnitStatus, hash_of, newly_failed, newly_invalid};
 
     #[test]
     fn an_invalid_unit_is_logged_once_per_distinct_error() {
-        let invalid = |error: &str, running: u32| {
-            UnitStatus {
-                error: Some(error.to_string()),
-                running,
-                ..UnitStatus::default()
-            }
-            .to_json()
+        let invalid = |error: &str, running: u32| UnitStatus {
+            error: Some(error.to_string()),
+            running,
+            ..UnitStatus::default()
         };
         assert!(newly_invalid(None, "bad"));
-        assert!(newly_invalid(Some("{}"), "bad"));
+        assert!(newly_invalid(Some(&UnitStatus::default()), "bad"));
         assert!(!newly_invalid(Some(&invalid("bad", 1)), "bad"));
         assert!(newly_invalid(Some(&invalid("bad", 1)), "worse"));
     }
@@ -198,17 +237,35 @@ mod tests {
             condition: Some(Condition::Progressing),
             ..failed.clone()
         };
-        assert!(newly_failed(Some(&progressing.to_json()), &failed));
+        assert!(newly_failed(Some(&progressing), &failed));
         let again = UnitStatus {
             available: 1,
             ..failed.clone()
         };
-        assert!(!newly_failed(Some(&failed.to_json()), &again));
+        assert!(!newly_failed(Some(&failed), &again));
         let other = UnitStatus {
             spec_hash: "b".into(),
             ..failed.clone()
         };
-        assert!(newly_failed(Some(&failed.to_json()), &other));
+        assert!(newly_failed(Some(&failed), &other));
         assert!(!newly_failed(None, &progressing));
+    }
+
+    #[test]
+    fn a_stored_status_keeps_what_reconciles_read_back_not_its_list() {
+        let s = UnitStatus {
+            spec_revision: 7,
+            unavailable: vec![crate::units::availability::Unavailable {
+                unit: "k:web:1.service".into(),
+                machine: String::new(),
+                reason: "no fleet machine is registered in this cluster".into(),
+            }],
+            ..UnitStatus::default()
+        };
+        let json = s.to_json();
+        let stored = Stored::of(&json, &s);
+        assert_eq!(stored.hash, hash_of(&json));
+        assert_eq!(stored.summary.spec_revision, 7);
+        assert!(stored.summary.unavailable.is_empty());
     }
 }
