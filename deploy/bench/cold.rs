@@ -17,9 +17,10 @@ pub struct Cold {
     pub written: Throughput,
     /// CPU the server used from its start until every job was written.
     pub kaylee_cpu_s: f64,
-    /// Every status as the server wrote it (key → value), for the raw run
-    /// to write the same.
-    pub statuses: HashMap<String, String>,
+    /// Per unit, its own keys as the server wrote them (its history
+    /// record, then its status: key, value), for the raw run to write the
+    /// same.
+    pub statuses: HashMap<String, Vec<(String, String)>>,
     /// From spawn until the leader key was put.
     pub leader_s: f64,
     pub server: Server,
@@ -42,7 +43,7 @@ pub async fn run(bench: &Bench, units: &[BenchUnit], flags: &Flags) -> Result<Co
     // once at a cold start, so what is there is what was put.
     let statuses = read_statuses(client).await?;
     let written = Throughput {
-        status_keys: statuses.len() as u64,
+        status_keys: statuses.values().map(|k| k.len() as u64).sum(),
         ..written
     };
     let kaylee_cpu_s = server.cpu_seconds()?;
@@ -61,19 +62,27 @@ pub async fn run(bench: &Bench, units: &[BenchUnit], flags: &Flags) -> Result<Co
     })
 }
 
-async fn read_statuses(client: &Client) -> Result<HashMap<String, String>> {
-    let mut kv = client.kv_client();
-    let resp = kv
-        .get(raw::STATUS_PREFIX, Some(GetOptions::new().with_prefix()))
-        .await?;
-    Ok(resp
-        .kvs()
-        .iter()
-        .filter_map(|kv| {
-            Some((
-                kv.key_str().ok()?.to_string(),
-                kv.value_str().ok()?.to_string(),
-            ))
-        })
-        .collect())
+/// Each unit's history record and status, in the order Kaylee writes them.
+async fn read_statuses(client: &Client) -> Result<HashMap<String, Vec<(String, String)>>> {
+    let mut kv = client
+        .kv_client()
+        .max_decoding_message_size(256 * 1024 * 1024);
+    let mut out: HashMap<String, Vec<(String, String)>> = HashMap::new();
+    for prefix in [raw::HISTORY_PREFIX, raw::STATUS_PREFIX] {
+        let resp = kv
+            .get(prefix, Some(GetOptions::new().with_prefix()))
+            .await?;
+        for item in resp.kvs() {
+            let (Ok(key), Ok(value)) = (item.key_str(), item.value_str()) else {
+                continue;
+            };
+            let Some(unit) = key.strip_prefix(prefix).and_then(|r| r.split('/').next()) else {
+                continue;
+            };
+            out.entry(unit.to_string())
+                .or_default()
+                .push((key.to_string(), value.to_string()));
+        }
+    }
+    Ok(out)
 }

@@ -96,7 +96,7 @@ pub async fn run(mode: &Mode, units: &[BenchUnit], flags: &Flags) -> Option<Ran>
 /// Raw with the statuses the cold start wrote, then fleet records only.
 async fn raw_pair(
     units: &[BenchUnit],
-    statuses: &HashMap<String, String>,
+    statuses: &HashMap<String, Vec<(String, String)>>,
 ) -> Result<(Throughput, Throughput)> {
     let with_statuses = raw_run(units, Some(statuses)).await?;
     let fleet_only = raw_run(units, None).await?;
@@ -106,7 +106,7 @@ async fn raw_pair(
 /// The raw scenario on a fresh etcd holding the same units.
 async fn raw_run(
     units: &[BenchUnit],
-    statuses: Option<&HashMap<String, String>>,
+    statuses: Option<&HashMap<String, Vec<(String, String)>>>,
 ) -> Result<Throughput> {
     let bench = Bench::start("raw").await?;
     seed::units(&bench.client, units).await?;

@@ -1,6 +1,6 @@
 //! The ceiling: the keys Kaylee writes at a cold start — every fleet record
-//! of the same units and, after each unit's, its status key with the value
-//! Kaylee wrote — written by the same etcd client, batched the way Kaylee
+//! of the same units and, after each unit's, its history record and status
+//! key with the values Kaylee wrote — written by the same etcd client, batched the way Kaylee
 //! batches (each create's 3 puts atomic, transactions filled to
 //! --max-txn-ops operations and at most 1 MiB, each guarded by a compare on
 //! a leader-style key) with Kaylee's concurrency: its fleet writer keeps one
@@ -21,6 +21,9 @@ use std::time::{Duration, Instant};
 const MAX_TXN_BYTES: usize = 1024 * 1024;
 const FENCE_KEY: &str = "/kaylee/leader/raw-bench";
 pub const STATUS_PREFIX: &str = "/kaylee/status/";
+/// Where a leader records each unit's specs (one record per unit at a cold
+/// start, written with its status).
+pub const HISTORY_PREFIX: &str = "/kaylee/history/";
 pub const CONCURRENCY: usize = 1;
 
 /// Fleet keys written, and how.
@@ -99,12 +102,12 @@ pub async fn wait_written(
     })
 }
 
-/// Writes every fleet record of `units` and, when given, each unit's status
-/// (status key → value) after its records.
+/// Writes every fleet record of `units` and, when given, each unit's own
+/// keys (its history record and status, by unit name) after its records.
 pub async fn run(
     bench: &Bench,
     units: &[BenchUnit],
-    statuses: Option<&HashMap<String, String>>,
+    statuses: Option<&HashMap<String, Vec<(String, String)>>>,
     max_ops: usize,
 ) -> Result<Throughput> {
     let (client, keys) = (&bench.client, &bench.fleet);
@@ -137,7 +140,7 @@ pub async fn run(
 fn groups(
     units: &[BenchUnit],
     keys: &FleetKeys,
-    statuses: Option<&HashMap<String, String>>,
+    statuses: Option<&HashMap<String, Vec<(String, String)>>>,
 ) -> Vec<Vec<(String, String)>> {
     let mut groups = Vec::new();
     for unit in units {
@@ -150,9 +153,13 @@ fn groups(
                     .collect(),
             );
         }
-        let key = format!("{STATUS_PREFIX}{}", unit.name);
-        if let Some(value) = statuses.and_then(|s| s.get(&key)) {
-            groups.push(vec![(key, value.clone())]);
+        // Its history record, then its status: one operation each.
+        for kv in statuses
+            .and_then(|s| s.get(&unit.name))
+            .into_iter()
+            .flatten()
+        {
+            groups.push(vec![kv.clone()]);
         }
     }
     groups
