@@ -32,6 +32,13 @@ impl Problems {
         }
     }
 
+    /// Forgets `kind` without a word (its subject is gone, e.g. a unit
+    /// stopped for good), so a later failure of the same kind is logged.
+    pub fn forget(&self, kind: &str) {
+        let mut active = self.active.lock().unwrap_or_else(|e| e.into_inner());
+        active.remove(kind);
+    }
+
     /// Logs `message` at info the first time `kind` is noticed, never again.
     pub fn notice(&self, kind: &str, message: impl Display) {
         let mut noticed = self.noticed.lock().unwrap_or_else(|e| e.into_inner());

@@ -51,6 +51,7 @@ pub async fn supervise(ctx: Context, sim: Simulation, mut signals: Signals, repo
         }
         reporter.set(Status::Dead);
     }
+    ctx.problems.forget(&format!("start {}", ctx.name));
 }
 
 /// The unit's image: what its `docker pull` `ExecStartPre` pulls, else

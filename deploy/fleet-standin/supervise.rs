@@ -64,6 +64,7 @@ pub async fn supervise(ctx: Context, mut signals: Signals, mut reporter: Reporte
         run(&ctx, &service, &mut signals, &reporter).await;
         reporter.disown();
     }
+    ctx.problems.forget(&format!("start {}", ctx.name));
 }
 
 /// Starts the unit and keeps it going (restarts included) until a stop.
