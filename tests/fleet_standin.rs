@@ -403,6 +403,31 @@ async fn a_global_unit_runs_once_for_three_machines() {
     assert!(running_containers(container).is_empty(), "{}", log());
 }
 
+/// The README's stand-in section names every flag `--help` shows.
+#[test]
+fn every_flag_is_in_the_readme() {
+    let readme = include_str!("../README.md");
+    let out = std::process::Command::new(support::standin::BIN)
+        .arg("--help")
+        .output()
+        .expect("fleet-standin runs");
+    let help = String::from_utf8_lossy(&out.stdout);
+    let flags: Vec<&str> = help
+        .split_whitespace()
+        .filter(|w| {
+            w.starts_with("--") && w[2..].chars().all(|c| c.is_ascii_lowercase() || c == '-')
+        })
+        .filter(|w| !matches!(*w, "--help" | "--version"))
+        .collect();
+    assert!(flags.len() > 10, "{help}");
+    for flag in flags {
+        assert!(
+            readme.contains(&format!("`{flag}")),
+            "README does not document {flag}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_global_unit_runs_once_for_three_machines_v3() {
     a_global_unit_runs_once_for_three_machines().await;

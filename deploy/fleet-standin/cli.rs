@@ -8,7 +8,11 @@ use std::time::Duration;
 /// fleet v1.0.0's engine and agents towards etcd, running units on the
 /// local Docker engine (or simulating them); see the module docs.
 #[derive(Debug, Parser)]
-#[command(name = "fleet-standin", version, about)]
+#[command(
+    name = "fleet-standin",
+    version,
+    about = "fleet v1.0.0's engine and agents towards etcd, running units on the local Docker engine (or simulated)"
+)]
 pub struct Args {
     /// etcd endpoints, comma separated (plain http on loopback).
     #[arg(
@@ -51,8 +55,8 @@ pub struct Args {
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     interval: Duration,
     /// systemd units that exist on this host, comma separated (e.g.
-    /// flanneld.service); a unit that Requires= another one goes
-    /// inactive/dead.
+    /// flanneld.service); a unit that Requires= a unit neither listed nor
+    /// run by this process is never started (inactive/dead).
     #[arg(long, value_delimiter = ',')]
     host_units: Vec<String>,
     /// Run nothing: a unit runs after --start-delay (no Docker needed).
