@@ -181,12 +181,20 @@ impl Reporter {
     }
 }
 
-/// The first `Requires=`-like unit that does not exist on this host.
-pub fn missing_requirement(ctx: &Context, requires: &[String]) -> Option<String> {
-    requires
-        .iter()
-        .find(|r| !ctx.existing.contains(r.as_str()))
-        .cloned()
+/// Whether a `Requires=`-like unit is missing from this host, in which
+/// case systemd refuses the start (logged; nothing retries it until the
+/// unit is started again).
+pub fn requirement_missing(ctx: &Context, requires: &[String]) -> bool {
+    match requires.iter().find(|r| !ctx.existing.contains(r.as_str())) {
+        Some(missing) => {
+            tracing::warn!(
+                unit = %ctx.name,
+                "requires {missing}, which does not exist on this host (--host-units): not started"
+            );
+            true
+        }
+        None => false,
+    }
 }
 
 /// A global unit run for real waits here until this process may run it for

@@ -3,7 +3,7 @@
 
 use crate::cli::Simulation;
 use crate::glob::plain_match;
-use crate::runner::{Context, Reporter, Signals, missing_requirement};
+use crate::runner::{Context, Reporter, Signals, requirement_missing};
 use crate::service::Service;
 use crate::status::Status;
 
@@ -20,8 +20,7 @@ pub async fn supervise(ctx: Context, sim: Simulation, mut signals: Signals, repo
         .find(|image| sim.fail_images.iter().any(|g| plain_match(g, image)))
         .cloned();
     while signals.until_launched().await {
-        if let Some(missing) = missing_requirement(&ctx, &service.requires) {
-            tracing::warn!(unit = %ctx.name, "requires {missing}, which does not exist on this host: not started");
+        if requirement_missing(&ctx, &service.requires) {
             reporter.set(Status::Dead);
             signals.stop_requested().await;
             continue;

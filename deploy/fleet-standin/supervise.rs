@@ -5,7 +5,7 @@
 
 use crate::env;
 use crate::exec::{self, Prepared};
-use crate::runner::{Context, Reporter, Signals, missing_requirement, take_host_run};
+use crate::runner::{Context, Reporter, Signals, requirement_missing, take_host_run};
 use crate::service::{Exit, Service};
 use crate::status::Status;
 use std::collections::BTreeMap;
@@ -49,10 +49,7 @@ pub async fn supervise(ctx: Context, mut signals: Signals, mut reporter: Reporte
         return;
     }
     while signals.until_launched().await {
-        if let Some(missing) = missing_requirement(&ctx, &service.requires) {
-            // systemd refuses the start job; nothing retries it until the
-            // unit is started again.
-            tracing::warn!(unit = %ctx.name, "requires {missing}, which does not exist on this host: not started");
+        if requirement_missing(&ctx, &service.requires) {
             reporter.set(Status::Dead);
             signals.stop_requested().await;
             continue;
