@@ -11,6 +11,9 @@
 //! * [`proxy::Proxy`]: a TCP front for a Unix socket or TCP server that a
 //!   test can cut off (open connections dropped, new ones refused) and
 //!   restore.
+//! * [`standin::Standin`]: a `fleet-standin` process (fleet's engine and
+//!   agents, running units on the local Docker engine or simulated), killed
+//!   by PID on drop.
 //!
 //! Not every test file uses everything, hence the `dead_code` allowance.
 #![allow(dead_code)]
@@ -22,6 +25,7 @@ pub mod etcd;
 pub mod fleet;
 pub mod kaylee;
 pub mod proxy;
+pub mod standin;
 pub mod tls;
 pub mod v2;
 

@@ -41,6 +41,9 @@ pub struct Command {
     pub prefixes: String,
     /// The argv the process receives, after specifier and `$` expansion.
     pub argv: Vec<String>,
+    /// The same words before `$` substitution, which systemd does at exec
+    /// time from the unit's environment (`$$` still doubled here).
+    pub words: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -233,11 +236,16 @@ fn finish(mut words: Vec<String>, line: usize, p: &mut Vec<Problem>) -> Command 
     } else {
         push(p, line, Kind::Syntax, "empty command");
     }
-    let argv = words
+    let words: Vec<String> = words
         .iter()
-        .map(|w| expand_variables(&expand_specifiers(w, line, p), line, p))
+        .map(|w| expand_specifiers(w, line, p))
         .collect();
-    Command { prefixes, argv }
+    let argv = words.iter().map(|w| expand_variables(w, line, p)).collect();
+    Command {
+        prefixes,
+        argv,
+        words,
+    }
 }
 
 /// One word starting at `chars[*i]`: either wholly quoted (`"…"` or `'…'`,
