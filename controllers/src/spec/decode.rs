@@ -87,7 +87,7 @@ impl<'a> Decoder<'a> {
             return None;
         };
         for e in entries {
-            if !allowed.contains(&e.key.as_str()) {
+            if !allowed.contains(&e.key.as_str()) && !e.defines_anchor {
                 let hint = match suggest(&e.key, allowed) {
                     Some(s) => format!("did you mean `{s}`?"),
                     None => format!("expected one of: {}", allowed.join(", ")),
