@@ -4,6 +4,7 @@
 pub mod naming;
 pub mod quote;
 pub mod records;
+pub mod reference;
 pub mod render;
 pub mod unitfile;
 

@@ -2,7 +2,7 @@
 //! (not just the first) with its field path and position.
 
 use super::error::{Pos, SpecError, SpecErrors};
-use super::model::{EnvVar, Spec, Unit, Volume};
+use super::model::{EnvVar, PullPolicy, Spec, Unit, Volume};
 use super::node::{Entry, Kind, Node};
 use super::rules;
 
@@ -11,6 +11,8 @@ const SPEC_FIELDS: &[&str] = &[
     "replicas",
     "maxReplicasPerHost",
     "image",
+    "pull",
+    "pullTimeout",
     "cmd",
     "envFiles",
     "env",
@@ -29,6 +31,8 @@ const VOLUME_FIELDS: &[&str] = &["id", "driver", "path", "options"];
 /// billion units.
 pub const MAX_REPLICAS: u64 = 1000;
 pub const MAX_STARTUP_DELAY_SECS: u64 = 3600;
+/// A pull may be given up to a day.
+pub const MAX_PULL_TIMEOUT_SECS: u64 = 86_400;
 
 pub(super) struct Decoder<'a> {
     source: &'a str,
@@ -258,6 +262,10 @@ impl<'a> Decoder<'a> {
         let image = self
             .required(&f, "image", p, node)
             .and_then(|n| self.checked(n, "spec.image", rules::image));
+        let pull = f.get("pull").and_then(|n| self.pull(n, "spec.pull"));
+        let pull_timeout = f
+            .get("pullTimeout")
+            .and_then(|n| self.seconds(n, "spec.pullTimeout", 1, MAX_PULL_TIMEOUT_SECS));
         let cmd = f
             .get("cmd")
             .and_then(|n| self.checked(n, "spec.cmd", rules::cmd));
@@ -273,7 +281,7 @@ impl<'a> Decoder<'a> {
             .get("machineId")
             .and_then(|n| self.checked(n, "spec.machineId", rules::machine_id));
         let docker_args = self.list(f.get("dockerArgs"), "spec.dockerArgs", |d, n, path| {
-            d.checked(n, path, rules::argv_word)
+            d.checked(n, path, rules::docker_arg)
         });
         let global = f
             .get("global")
@@ -292,6 +300,8 @@ impl<'a> Decoder<'a> {
             replicas,
             max_replicas_per_host,
             image: image?,
+            pull,
+            pull_timeout,
             cmd,
             env_files,
             env,
@@ -303,6 +313,77 @@ impl<'a> Decoder<'a> {
             conflicts,
             startup_delay,
         })
+    }
+
+    fn pull(&mut self, node: &Node, path: &str) -> Option<PullPolicy> {
+        let text = self.string(node, path)?;
+        let policy = match text.as_str() {
+            "always" => PullPolicy::Always,
+            "missing" => PullPolicy::Missing,
+            "never" => PullPolicy::Never,
+            other => {
+                // Kubernetes' spellings are the likely mistake.
+                let hint = match other {
+                    "Always" => " (did you mean `always`?)",
+                    "IfNotPresent" => " (did you mean `missing`?)",
+                    "Never" => " (did you mean `never`?)",
+                    _ => "",
+                };
+                self.error(
+                    path,
+                    node.pos,
+                    format!(
+                        "must be always, missing or never, got `{}`{hint}",
+                        other.escape_debug()
+                    ),
+                );
+                return None;
+            }
+        };
+        Some(policy)
+    }
+
+    /// Whole seconds: a number, or a duration such as `90s`, `5m` or `1h`.
+    fn seconds(&mut self, node: &Node, path: &str, min: u64, max: u64) -> Option<u32> {
+        let Kind::Scalar { text, .. } = &node.kind else {
+            let found = node.kind.describe();
+            self.error(
+                path,
+                node.pos,
+                format!("expected seconds or a duration like `5m`, found {found}"),
+            );
+            return None;
+        };
+        let secs = match text.parse::<i128>() {
+            Ok(n) => n,
+            Err(_) => match humantime::parse_duration(text) {
+                Ok(d) if d.subsec_nanos() == 0 => i128::from(d.as_secs()),
+                Ok(_) => {
+                    self.error(path, node.pos, "must be whole seconds");
+                    return None;
+                }
+                Err(e) => {
+                    self.error(
+                        path,
+                        node.pos,
+                        format!(
+                            "expected seconds or a duration like `5m`, got `{}` ({e})",
+                            text.escape_debug()
+                        ),
+                    );
+                    return None;
+                }
+            },
+        };
+        if secs < i128::from(min) || secs > i128::from(max) {
+            self.error(
+                path,
+                node.pos,
+                format!("must be between {min} and {max} seconds, got {secs}"),
+            );
+            return None;
+        }
+        u32::try_from(secs).ok()
     }
 
     fn env_var(&mut self, node: &Node, path: &str) -> Option<EnvVar> {

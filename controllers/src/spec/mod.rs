@@ -6,9 +6,9 @@ mod model;
 mod node;
 pub mod rules;
 
-pub use decode::{MAX_REPLICAS, MAX_STARTUP_DELAY_SECS};
+pub use decode::{MAX_PULL_TIMEOUT_SECS, MAX_REPLICAS, MAX_STARTUP_DELAY_SECS};
 pub use error::{Pos, SpecError, SpecErrors};
-pub use model::{EnvVar, Layout, Spec, Unit, Volume};
+pub use model::{DEFAULT_PULL_TIMEOUT_SECS, EnvVar, Layout, PullPolicy, Spec, Unit, Volume};
 pub use node::MAX_DOCUMENT_BYTES;
 
 /// Parses and validates a YAML unit document. `source` (a file path) prefixes
