@@ -151,12 +151,13 @@ fn countly_replica_one_is_exactly_this_unit_file() {
          After=flanneld.service\n\
          \n\
          [Service]\n\
-         TimeoutStartSec=0\n\
-         ExecStartPre=/usr/bin/docker pull monder/countly-docker:latest\n\
+         TimeoutStartSec=420\n\
+         ExecStartPre=/usr/bin/timeout -k 10 300 /usr/bin/docker pull monder/countly-docker:latest\n\
          ExecStartPre=-/usr/bin/docker kill {c}\n\
          ExecStartPre=-/usr/bin/docker rm {c}\n\
          ExecStart=/usr/bin/docker run --rm --name {c} -l kaylee.name=countly -e \"MONGO_URL=mongodb://mongo-1.k.lan,mongo-2.k.lan,mongo-3.k.lan/countly?replicaSet=main\" monder/countly-docker:latest\n\
          ExecStop=-/usr/bin/docker stop {c}\n\
+         SuccessExitStatus=137 143\n\
          Restart=always\n\
          RestartSec=30\n\
          \n\
@@ -200,6 +201,7 @@ fn api_example_carries_every_option_in_design_order() {
             "ExecStartPre",
             "ExecStart",
             "ExecStop",
+            "SuccessExitStatus",
             "Restart",
             "RestartSec",
             "",
@@ -212,6 +214,11 @@ fn api_example_carries_every_option_in_design_order() {
     );
     assert!(u.text.contains(
         "ExecStartPre=/usr/bin/docker volume create --name=vol-88bc607a --driver=blocker --opt=a=1\n"
+    ));
+    // mongo:3.2 is a pinned tag: pulled only when the host lacks it.
+    assert!(u.text.contains(
+        "ExecStartPre=/bin/sh -c \"/usr/bin/docker inspect --type=image \\\"$$1\\\" >/dev/null 2>&1 || \
+         exec /usr/bin/timeout -k 10 300 /usr/bin/docker pull \\\"$$1\\\"\" kaylee-pull mongo:3.2\n"
     ));
     assert!(u.text.contains(&format!(
         "ExecStart=/usr/bin/docker run --rm --name {c} -l kaylee.name=api -e SOME_VAR=some_value \
@@ -246,6 +253,101 @@ fn pinned_and_global_examples() {
         "{t}"
     );
     assert!(t.contains(" busybox:latest sleep 1000000\n"));
+}
+
+/// fleet v1.0.0 accepts `Conflicts=` on global units (the original Kaylee
+/// passed them through): they are rendered after `Global=true`.
+#[test]
+fn global_units_carry_their_conflicts() {
+    let mut unit = example("global-agent.yaml");
+    unit.spec.conflicts = vec!["db".into(), "etcd*.service".into()];
+    let t = &render(&unit, "", &RenderOptions::default()).units[0].text;
+    assert!(
+        t.ends_with("Global=true\nConflicts=k:db:*.service\nConflicts=etcd*.service\n"),
+        "{t}"
+    );
+}
+
+fn unit_yaml(extra: &str) -> spec::Unit {
+    let text = format!("name: web\nspec:\n  image: nginx:1\n{extra}");
+    spec::from_yaml(&text, "web.yaml").unwrap()
+}
+
+fn exec_lines(text: &str, key: &str) -> Vec<String> {
+    lines_with(text, &format!("{key}="))
+        .into_iter()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn each_pull_policy_renders_its_own_start() {
+    let render1 = |extra: &str| {
+        render(&unit_yaml(extra), "", &RenderOptions::default()).units[0]
+            .text
+            .clone()
+    };
+    let always = render1("  pull: always\n  pullTimeout: 90\n");
+    assert_eq!(
+        exec_lines(&always, "TimeoutStartSec"),
+        ["TimeoutStartSec=210"]
+    );
+    assert!(
+        always.contains("\nExecStartPre=/usr/bin/timeout -k 10 90 /usr/bin/docker pull nginx:1\n")
+    );
+    let never = render1("  pull: never\n");
+    assert!(never.contains(
+        "\nExecStartPre=/usr/bin/docker inspect --type=image \"--format={{.Id}}\" nginx:1\n"
+    ));
+    assert!(!never.contains(" pull "), "{never}");
+    let missing = render1("");
+    assert!(missing.contains("kaylee-pull nginx:1\n"), "{missing}");
+    assert_eq!(
+        exec_lines(&missing, "TimeoutStartSec"),
+        ["TimeoutStartSec=420"]
+    );
+}
+
+/// The issue's inputs: references for systemd to expand, and docker args
+/// given as one item per flag and value.
+#[test]
+fn references_and_split_docker_args_render_as_systemd_expects() {
+    let u = unit_yaml(
+        "  envFiles: [/etc/environment]\n\
+         \x20 env:\n\
+         \x20 - name: IP\n\
+         \x20   value: '${COREOS_PRIVATE_IPV4}'\n\
+         \x20 - name: LITERAL\n\
+         \x20   value: '$${HOME} costs $5'\n\
+         \x20 dockerArgs: ['-p ${COREOS_PRIVATE_IPV4}:80:80', '--log-opt max-size=10m', '-v /tmp:/x']\n",
+    );
+    let r = render(&u, "", &RenderOptions::default());
+    let t = &r.units[0].text;
+    let c = format!("k_web_{}_{}_1", r.spec_hash, r.units[0].name.group);
+    assert_eq!(
+        exec_lines(t, "ExecStart"),
+        [format!(
+            "ExecStart=/usr/bin/docker run --rm --name {c} -l kaylee.name=web \
+             -e \"IP=${{COREOS_PRIVATE_IPV4}}\" -e \"LITERAL=$${{HOME}} costs $$5\" \
+             -p \"${{COREOS_PRIVATE_IPV4}}:80:80\" --log-opt max-size=10m -v /tmp:/x nginx:1"
+        )]
+    );
+    assert_eq!(
+        kaylee_controllers::fleet::docker_run_argv(&u, &r.units[0].name)[7..],
+        [
+            "-e",
+            "IP=${COREOS_PRIVATE_IPV4}",
+            "-e",
+            "LITERAL=${HOME} costs $5",
+            "-p",
+            "${COREOS_PRIVATE_IPV4}:80:80",
+            "--log-opt",
+            "max-size=10m",
+            "-v",
+            "/tmp:/x",
+            "nginx:1"
+        ]
+    );
 }
 
 #[test]

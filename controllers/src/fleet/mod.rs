@@ -10,4 +10,4 @@ pub mod unitfile;
 
 pub use naming::{FleetName, container_name};
 pub use records::{Record, UnitHash, create_records};
-pub use render::{FleetUnit, RenderOptions, Rendered, render};
+pub use render::{FleetUnit, RenderOptions, Rendered, docker_run_argv, render};
