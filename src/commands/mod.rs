@@ -12,11 +12,14 @@ pub mod wait;
 use std::fmt;
 use std::path::Path;
 
-/// Exit codes (DESIGN §8): 1 runtime failure, 2 bad input.
+/// Exit codes (DESIGN §8): 1 runtime failure, 2 bad input; stdout closed
+/// under us: killed by SIGPIPE (`output.rs`).
 #[derive(Debug)]
 pub struct Exit {
     pub code: u8,
     pub message: String,
+    /// Stdout is a pipe nobody reads any more: end quietly, as `cat` does.
+    pub closed_pipe: bool,
 }
 
 impl Exit {
@@ -24,6 +27,7 @@ impl Exit {
         Exit {
             code: 1,
             message: message.to_string(),
+            closed_pipe: false,
         }
     }
 
@@ -31,6 +35,16 @@ impl Exit {
         Exit {
             code: 2,
             message: message.to_string(),
+            closed_pipe: false,
+        }
+    }
+
+    /// A write to stdout found the pipe closed.
+    pub fn closed_pipe() -> Self {
+        Exit {
+            code: 1,
+            message: String::new(),
+            closed_pipe: true,
         }
     }
 }

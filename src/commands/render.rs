@@ -21,10 +21,9 @@ pub fn run(file: &Path, args: &RenderArgs, restart_marker: &str, output: Output)
         Output::Text => {
             for (i, u) in rendered.units.iter().enumerate() {
                 if i > 0 {
-                    println!();
+                    crate::output::print("\n")?;
                 }
-                println!("# {}", u.name.to_name());
-                print!("{}", u.text);
+                crate::output::print(&format!("# {}\n{}", u.name.to_name(), u.text))?;
             }
         }
         Output::Json => {
@@ -46,7 +45,7 @@ pub fn run(file: &Path, args: &RenderArgs, restart_marker: &str, output: Output)
                 })
                 .collect();
             let text = serde_json::to_string_pretty(&units).map_err(Exit::runtime)?;
-            println!("{text}");
+            crate::outln!("{text}")?;
         }
     }
     Ok(())

@@ -43,10 +43,10 @@ fn cell(v: &Value) -> String {
 }
 
 fn print_json(v: &Value) -> Result {
-    println!(
+    crate::outln!(
         "{}",
         serde_json::to_string_pretty(v).map_err(Exit::runtime)?
-    );
+    )?;
     Ok(())
 }
 
@@ -77,7 +77,7 @@ pub async fn ls(etcd: &EtcdArgs, output: Output) -> Result {
             status_word(u),
         ]);
     }
-    print!("{}", t.render());
+    crate::output::print(&t.render())?;
     Ok(())
 }
 
@@ -104,19 +104,19 @@ pub async fn status(etcd: &EtcdArgs, name: &str, fleet: &FleetArgs, output: Outp
             "instances": instances,
         }));
     }
-    println!("Name:       {}", name);
-    println!("Image:      {}", cell(&s["image"]));
-    println!(
+    crate::outln!("Name:       {}", name)?;
+    crate::outln!("Image:      {}", cell(&s["image"]))?;
+    crate::outln!(
         "Replicas:   {} running / {} desired",
         s["running"].as_u64().unwrap_or(0),
         cell(&s["desired"])
-    );
-    println!("Spec hash:  {}", cell(&s["specHash"]));
-    println!("Status:     {}", status_word(&s));
+    )?;
+    crate::outln!("Spec hash:  {}", cell(&s["specHash"]))?;
+    crate::outln!("Status:     {}", status_word(&s))?;
     if let Some(w) = view.status.as_ref().and_then(|st| st.waiting_for.as_ref()) {
-        println!("Waiting:    {w}");
+        crate::outln!("Waiting:    {w}")?;
     }
-    println!();
+    crate::outln!()?;
     let mut t = Table::new(&["FLEET UNIT", "TARGET", "MACHINE", "STATE"]);
     for u in &units {
         if u.states.is_empty() {
@@ -137,14 +137,14 @@ pub async fn status(etcd: &EtcdArgs, name: &str, fleet: &FleetArgs, output: Outp
             ]);
         }
     }
-    print!("{}", t.render());
+    crate::output::print(&t.render())?;
     if !instances.is_empty() {
-        println!();
+        crate::outln!()?;
         let mut t = Table::new(&["MACHINE", "CONTAINER", "IP"]);
         for i in &instances {
             t.row(vec![i.machine.clone(), i.container.clone(), i.ip.clone()]);
         }
-        print!("{}", t.render());
+        crate::output::print(&t.render())?;
     }
     Ok(())
 }

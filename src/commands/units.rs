@@ -46,7 +46,7 @@ pub async fn run(etcd: &EtcdArgs, files: &[PathBuf], follow: &WaitArgs) -> Resul
             .ok()
             .and_then(|v| v.as_str().map(str::to_string))
             .unwrap_or_default();
-        println!("{}: {word}", unit.name);
+        crate::outln!("{}: {word}", unit.name)?;
         targets.push(Target {
             name: unit.name.clone(),
             spec_revision: written.revision,
@@ -62,7 +62,7 @@ pub async fn run(etcd: &EtcdArgs, files: &[PathBuf], follow: &WaitArgs) -> Resul
 pub async fn restart(etcd: &EtcdArgs, name: &str, follow: &WaitArgs) -> Result {
     let client = connect(etcd).await?;
     let written = client.restart(name).await.map_err(client_error)?;
-    println!("{name}: restarting (marker {})", written.outcome);
+    crate::outln!("{name}: restarting (marker {})", written.outcome)?;
     if follow.wait {
         let target = Target {
             name: name.to_string(),
@@ -77,6 +77,6 @@ pub async fn restart(etcd: &EtcdArgs, name: &str, follow: &WaitArgs) -> Result {
 pub async fn rm(etcd: &EtcdArgs, name: &str) -> Result {
     let client = connect(etcd).await?;
     client.remove(name).await.map_err(client_error)?;
-    println!("{name}: removed");
+    crate::outln!("{name}: removed")?;
     Ok(())
 }

@@ -7,9 +7,9 @@ pub fn run(files: &[PathBuf]) -> Result {
     let mut failed = 0;
     for f in files {
         match load_unit(f) {
-            Ok(_) => println!("{}: ok", f.display()),
+            Ok(_) => crate::outln!("{}: ok", f.display())?,
             Err(e) => {
-                eprintln!("{e}");
+                crate::output::eprint_line(&e);
                 failed += 1;
             }
         }
