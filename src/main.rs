@@ -92,13 +92,16 @@ fn default_threads() -> usize {
 async fn run(cli: Cli) -> ExitCode {
     let etcd = &cli.etcd;
     let result = match &cli.command {
-        Command::Validate { files } => commands::validate::run(files),
+        Command::Validate { files, offline } => {
+            commands::validate::run(etcd, files, *offline).await
+        }
         Command::Render {
             file,
             render,
+            offline,
             restart_marker,
             output,
-        } => commands::render::run(file, render, restart_marker, *output),
+        } => commands::render::run(etcd, file, render, *offline, restart_marker, *output).await,
         Command::Server(args) => commands::server::run(etcd, args).await,
         Command::Run { files, wait } => commands::units::run(etcd, files, wait).await,
         Command::Ls { output } => commands::show::ls(etcd, *output).await,

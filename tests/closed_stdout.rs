@@ -75,9 +75,15 @@ fn assert_full(args: &[&str]) {
 }
 
 const OFFLINE: &[&[&str]] = &[
-    &["validate", "deploy/examples/countly.yaml"],
-    &["render", "deploy/examples/countly.yaml"],
-    &["render", "deploy/examples/countly.yaml", "-o", "json"],
+    &["validate", "--offline", "deploy/examples/countly.yaml"],
+    &["render", "--offline", "deploy/examples/countly.yaml"],
+    &[
+        "render",
+        "--offline",
+        "deploy/examples/countly.yaml",
+        "-o",
+        "json",
+    ],
     &["completions", "bash"],
     &["--help"],
     &["render", "--help"],
@@ -111,7 +117,7 @@ fn a_reader_that_leaves_early_ends_render_quietly() {
     )
     .expect("write the unit");
     let big = big.to_str().expect("UTF-8 path");
-    let args = ["render", big];
+    let args = ["render", "--offline", big];
     let mut child = command(&args)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

@@ -1,5 +1,6 @@
 //! One module per command; each returns an [`Exit`] on failure.
 
+pub mod cluster;
 pub mod completions;
 pub mod registration;
 pub mod render;
@@ -64,4 +65,16 @@ pub fn load_unit(path: &Path) -> std::result::Result<kaylee_controllers::spec::U
     }
     let text = std::fs::read_to_string(path).map_err(|e| format!("{source}: {e}"))?;
     kaylee_controllers::spec::from_yaml(&text, &source).map_err(|e| e.to_string())
+}
+
+/// A unit's warnings on stderr, each naming the file and field.
+pub fn print_warnings(path: &Path, unit: &kaylee_controllers::spec::Unit) {
+    for w in kaylee_controllers::spec::warnings(unit) {
+        crate::output::eprint_line(&format!(
+            "warning: {}: {}: {}",
+            path.display(),
+            w.field,
+            w.message
+        ));
+    }
 }
