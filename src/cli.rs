@@ -216,7 +216,7 @@ pub enum Command {
         #[arg(long)]
         offline: bool,
     },
-    /// Print the fleet units a unit file would produce, offline.
+    /// Print the fleet units a unit file would produce, with the cluster's settings.
     Render {
         /// A YAML (or JSON) unit file.
         file: PathBuf,
