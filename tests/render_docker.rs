@@ -201,11 +201,20 @@ fn adopt_when_running(container: &str, client: &mut Child) -> Container {
     }
 }
 
-/// `never`: the start only checks that the image is there; with it
-/// missing, the start fails and nothing is pulled.
+/// `never`: the start only checks that the image is there: a present one
+/// passes with no registry; with it missing, the start fails and nothing
+/// is pulled.
 #[test]
-fn never_fails_the_start_for_a_missing_image_without_pulling() {
+fn never_checks_the_image_and_never_pulls() {
     require_docker!();
+    let present = rendered(&format!(
+        "name: {}\nspec:\n  image: {}\n  pull: never\n",
+        unique("never-present"),
+        test_image()
+    ));
+    if let Some((words, out)) = start_pre(&present, Duration::from_secs(30)) {
+        panic!("{words:?} failed: {}", text(&out.stderr));
+    }
     let image = format!("{}:1", unique("kaylee-absent"));
     let unit = rendered(&format!(
         "name: {}\nspec:\n  image: {image}\n  pull: never\n",
