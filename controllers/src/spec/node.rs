@@ -289,6 +289,19 @@ mod tests {
     }
 
     #[test]
+    fn merging_large_mappings_stays_fast() {
+        let keys: String = (0..15_000).map(|i| format!("k{i}: 1\n")).collect();
+        let indented: String = keys.lines().map(|l| format!("  {l}\n")).collect();
+        let text = format!("a: &a\n{indented}b:\n  <<: *a\n{indented}");
+        let started = std::time::Instant::now();
+        // 15,000 keys each way keep it within the node budget.
+        if let Err(e) = from_yaml(&text, "f") {
+            panic!("{e}");
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    }
+
+    #[test]
     fn bad_merge_values_are_refused_with_position() {
         let err = from_yaml("a: 1\n<<: 5\n", "f.yaml").unwrap_err();
         assert_eq!(

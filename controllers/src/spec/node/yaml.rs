@@ -34,6 +34,9 @@ enum Frame {
     },
     Map {
         entries: Vec<Entry>,
+        /// The keys of `entries`, so a duplicate is found without a scan
+        /// (a hostile mapping may have tens of thousands).
+        seen: HashSet<String>,
         key: Option<Key>,
         /// Values of the merge key `<<`, with where they were written and
         /// the index in `entries` their keys go to.
@@ -117,6 +120,7 @@ impl Builder<'_> {
             }
             Some(Frame::Map {
                 entries,
+                seen,
                 key,
                 merges,
                 ..
@@ -145,7 +149,7 @@ impl Builder<'_> {
                     if matches!(node.kind, Kind::Seq(_) | Kind::Map(_)) {
                         node.pos = Some(key_pos);
                     }
-                    if entries.iter().any(|e| e.key == k) {
+                    if !seen.insert(k.clone()) {
                         return Err(SpecErrors::single(
                             self.source,
                             "",
@@ -215,10 +219,12 @@ impl Builder<'_> {
                     ));
                 }
             };
+            // A set, not a scan per key: a hostile document may merge
+            // mappings of tens of thousands of keys.
+            let mut taken: HashSet<String> = entries.iter().map(|e| e.key.clone()).collect();
             let mut merged: Vec<Entry> = Vec::new();
             for entry in maps.into_iter().flatten() {
-                let taken = entries.iter().chain(&merged).any(|e| e.key == entry.key);
-                if !taken {
+                if taken.insert(entry.key.clone()) {
                     merged.push(entry);
                 }
             }
@@ -284,6 +290,7 @@ impl Builder<'_> {
                 self.no_tag(tag, pos)?;
                 let frame = Frame::Map {
                     entries: Vec::new(),
+                    seen: HashSet::new(),
                     key: None,
                     merges: Vec::new(),
                     pos: None,
