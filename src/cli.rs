@@ -78,12 +78,16 @@ impl EtcdArgs {
     }
 }
 
+/// The settings that shape unit text; the cluster's, stored in etcd, win
+/// when there are any.
 #[derive(Args, Debug, Clone)]
 pub struct RenderArgs {
-    /// Prefix of every fleet unit name Kaylee owns.
+    /// Prefix of every fleet unit name Kaylee owns (the cluster's setting
+    /// wins when etcd has one).
     #[arg(long, env = "KAYLEE_UNIT_PREFIX", default_value = "k")]
     pub unit_prefix: String,
-    /// Unit every container requires and starts after; empty for none.
+    /// Unit every container requires and starts after; empty for none (the
+    /// cluster's setting wins when etcd has one).
     #[arg(long, env = "KAYLEE_NETWORK_UNIT", default_value = "flanneld.service")]
     pub network_unit: String,
 }
@@ -126,7 +130,9 @@ impl FleetArgs {
 pub struct ServerArgs {
     #[command(flatten)]
     pub fleet: FleetArgs,
-    /// Unit every container requires and starts after; empty for none.
+    /// Unit every container requires and starts after; empty for none. The
+    /// first server seeds the cluster's setting with it; later servers use
+    /// the cluster's.
     #[arg(long, env = "KAYLEE_NETWORK_UNIT", default_value = "flanneld.service")]
     pub network_unit: String,
     /// TTL of the server's lease: how long a dead leader keeps leadership.
@@ -214,13 +220,21 @@ pub enum Command {
         /// YAML (or JSON) unit files.
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        /// Do not ask etcd (for 1 s at most) about the cluster's network
+        /// unit.
+        #[arg(long)]
+        offline: bool,
     },
-    /// Print the fleet units a unit file would produce, offline.
+    /// Print the fleet units a unit file would produce, with the cluster's settings.
     Render {
         /// A YAML (or JSON) unit file.
         file: PathBuf,
         #[command(flatten)]
         render: RenderArgs,
+        /// Render with the flags, without asking etcd (for 1 s at most) for
+        /// the cluster's settings.
+        #[arg(long)]
+        offline: bool,
         /// Restart marker to render with (as `kaylee restart` would set).
         #[arg(long, default_value = "")]
         restart_marker: String,

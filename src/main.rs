@@ -5,10 +5,12 @@ mod commands;
 mod exporter;
 mod http;
 mod logging;
+mod output;
 mod table;
 
 use clap::Parser;
 use cli::{Cli, Command, LogFormat};
+use commands::Exit;
 use std::process::ExitCode;
 
 /// glibc's malloc took a third of the leader's CPU at cold start, much of it
@@ -20,7 +22,10 @@ use std::process::ExitCode;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return clap_exit(&e),
+    };
     // The log guard is kept to the end: it writes the server's last lines.
     let (_logs, runtime) = match &cli.command {
         Command::Server(args) => {
@@ -43,10 +48,37 @@ fn main() -> ExitCode {
     match runtime {
         Ok(runtime) => runtime.block_on(run(cli)),
         Err(e) => {
-            eprintln!("kaylee: cannot start the async runtime: {e}");
+            output::eprint_line(&format!("kaylee: cannot start the async runtime: {e}"));
             ExitCode::FAILURE
         }
     }
+}
+
+/// Help and version go to stdout through `output` (a closed or full stdout
+/// is handled as for every command); usage errors to stderr, exit 2.
+fn clap_exit(e: &clap::Error) -> ExitCode {
+    let code = u8::try_from(e.exit_code()).unwrap_or(2);
+    if e.use_stderr() {
+        // clap's own print: in colour on a terminal, failures ignored.
+        let _ = e.print();
+        return ExitCode::from(code);
+    }
+    match output::clap_message(e) {
+        Ok(()) => ExitCode::from(code),
+        Err(exit) => report(exit),
+    }
+}
+
+/// The end of a failed command: its message on stderr and its exit code, or
+/// SIGPIPE for a closed stdout.
+fn report(e: Exit) -> ExitCode {
+    if e.closed_pipe {
+        output::die_of_sigpipe();
+    }
+    if !e.message.is_empty() {
+        output::eprint_line(&format!("kaylee: {}", e.message));
+    }
+    ExitCode::from(e.code)
 }
 
 /// One less than the cores, so an etcd on the same machine keeps one,
@@ -60,13 +92,16 @@ fn default_threads() -> usize {
 async fn run(cli: Cli) -> ExitCode {
     let etcd = &cli.etcd;
     let result = match &cli.command {
-        Command::Validate { files } => commands::validate::run(files),
+        Command::Validate { files, offline } => {
+            commands::validate::run(etcd, files, *offline).await
+        }
         Command::Render {
             file,
             render,
+            offline,
             restart_marker,
             output,
-        } => commands::render::run(file, render, restart_marker, *output),
+        } => commands::render::run(etcd, file, render, *offline, restart_marker, *output).await,
         Command::Server(args) => commands::server::run(etcd, args).await,
         Command::Run { files, wait } => commands::units::run(etcd, files, wait).await,
         Command::Ls { output } => commands::show::ls(etcd, *output).await,
@@ -90,13 +125,9 @@ async fn run(cli: Cli) -> ExitCode {
         } => commands::show::status(etcd, name, fleet, *output).await,
         Command::Completions { shell } => commands::completions::run(*shell),
     };
-    match result {
+    // Whatever is still buffered must reach stdout, or fail, now.
+    match result.and_then(|()| output::flush()) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            if !e.message.is_empty() {
-                eprintln!("kaylee: {}", e.message);
-            }
-            ExitCode::from(e.code)
-        }
+        Err(e) => report(e),
     }
 }

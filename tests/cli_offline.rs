@@ -19,6 +19,7 @@ fn text(bytes: &[u8]) -> String {
 fn validate_says_ok_per_file() {
     let out = kaylee(&[
         "validate",
+        "--offline",
         "deploy/examples/countly.yaml",
         "deploy/examples/api.yaml",
         "deploy/examples/countly.json",
@@ -72,7 +73,7 @@ fn validate_reports_unreadable_files() {
 
 #[test]
 fn render_prints_names_and_unit_files() {
-    let out = kaylee(&["render", "deploy/examples/countly.yaml"]);
+    let out = kaylee(&["render", "--offline", "deploy/examples/countly.yaml"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
     let names: Vec<&str> = stdout.lines().filter(|l| l.starts_with("# ")).collect();
@@ -90,6 +91,7 @@ fn render_prints_names_and_unit_files() {
 fn render_json_has_the_documented_shape() {
     let out = kaylee(&[
         "render",
+        "--offline",
         "deploy/examples/countly.yaml",
         "--unit-prefix",
         "kay",
@@ -119,13 +121,149 @@ fn render_json_has_the_documented_shape() {
         let raw: Value = serde_json::from_str(records[0]["value"].as_str().unwrap()).unwrap();
         assert_eq!(raw["Raw"], unit);
         assert_eq!(records[2]["value"], "launched");
+        let argv: Vec<&str> = (u["argv"].as_array().unwrap().iter())
+            .map(|w| w.as_str().unwrap())
+            .collect();
+        assert_eq!(&argv[..2], ["/usr/bin/docker", "run"]);
+        assert_eq!(argv.last(), Some(&"monder/countly-docker:latest"));
     }
+    assert!(
+        text(&out.stderr).contains(
+            "kaylee: rendering with the flags (--offline): unit prefix `kay`, network unit `flanneld.service`"
+        ),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+/// Writes `name` with `content` into `dir`, returning its path.
+fn file(dir: &tempfile::TempDir, name: &str, content: &str) -> String {
+    let path = dir.path().join(name);
+    std::fs::write(&path, content).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+/// The issue's inputs, as units written for the original Kaylee have them.
+#[test]
+fn units_written_for_the_original_validate() {
+    let dir = tempfile::tempdir().unwrap();
+    let bom = file(
+        &dir,
+        "bom.yaml",
+        "\u{feff}name: web\nspec:\n  image: nginx:1\n",
+    );
+    let merged = file(
+        &dir,
+        "merged.yaml",
+        "common: &common\n  image: nginx:1\n  replicas: 2\nname: web\nspec:\n  <<: *common\n  replicas: 3\n",
+    );
+    let inline = file(
+        &dir,
+        "inline.yaml",
+        "name: web\nspec:\n  <<: {image: 'nginx:1'}\n",
+    );
+    let global = file(
+        &dir,
+        "global.yaml",
+        "name: agent\nspec:\n  image: busybox:1\n  global: true\n  conflicts: [db]\n",
+    );
+    let coreos = file(
+        &dir,
+        "coreos.yaml",
+        "name: web\nspec:\n  image: nginx:1\n  envFiles: [/etc/environment]\n  env:\n  - name: IP\n    value: \"${COREOS_PRIVATE_IPV4}\"\n  dockerArgs: [\"-p ${COREOS_PRIVATE_IPV4}:80:80\", \"--log-opt max-size=10m\", \"-v /tmp:/x\"]\n",
+    );
+    let out = kaylee(&[
+        "validate",
+        "--offline",
+        &bom,
+        &merged,
+        &inline,
+        &global,
+        &coreos,
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).matches(": ok\n").count(), 5);
+    assert_eq!(text(&out.stderr), "", "no warnings");
+}
+
+#[test]
+fn a_reference_without_env_files_is_a_warning_not_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = file(
+        &dir,
+        "web.yaml",
+        "name: web\nspec:\n  image: nginx:1\n  env:\n  - name: IP\n    value: \"${COREOS_PRIVATE_IPV4}\"\n",
+    );
+    let out = kaylee(&["validate", "--offline", &f]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(text(&out.stdout), format!("{f}: ok\n"));
+    assert_eq!(
+        text(&out.stderr),
+        format!(
+            "warning: {f}: spec.env[0].value: ${{COREOS_PRIVATE_IPV4}} is filled in by systemd from \
+             the unit's environment, but spec.envFiles is empty, so it becomes empty text \
+             (write $${{COREOS_PRIVATE_IPV4}} for the text itself)\n"
+        )
+    );
+}
+
+#[test]
+fn docker_args_are_split_into_words_or_refused_with_their_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let ok = file(
+        &dir,
+        "ok.yaml",
+        "name: web\nspec:\n  image: nginx:1\n  dockerArgs: ['-p 8080:80', \"--label 'a b=c'\"]\n",
+    );
+    let out = kaylee(&["render", "--offline", &ok]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains(" -p 8080:80 --label \"a b=c\" nginx:1\n"),
+        "{}",
+        text(&out.stdout)
+    );
+    let bad = file(
+        &dir,
+        "bad.yaml",
+        "name: web\nspec:\n  image: nginx:1\n  dockerArgs: ['-p 80:80', \"--label 'a b\"]\n",
+    );
+    let out = kaylee(&["validate", "--offline", &bad]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains(&format!(
+            "{bad}:4:28: spec.dockerArgs[1]: cannot be split into words: unbalanced quote"
+        )),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn the_word_limit_is_the_one_the_readme_gives() {
+    let dir = tempfile::tempdir().unwrap();
+    let unit = |len: usize| {
+        format!(
+            "name: web\nspec:\n  image: nginx:1\n  dockerArgs: ['{}']\n",
+            "y".repeat(len)
+        )
+    };
+    let ok = file(&dir, "ok.yaml", &unit(2042));
+    let out = kaylee(&["validate", "--offline", &ok]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let long = file(&dir, "long.yaml", &unit(2043));
+    let out = kaylee(&["validate", "--offline", &long]);
+    assert_eq!(out.status.code(), Some(2));
+    let message = "spec.dockerArgs[0]: is 2043 bytes once escaped for systemd; the limit is 2042 \
+                   bytes, so that every unit-file line stays within the 2046 bytes systemd and \
+                   fleet read";
+    assert!(text(&out.stderr).contains(message), "{}", text(&out.stderr));
 }
 
 #[test]
 fn render_refuses_bad_files_and_prefixes_with_exit_2() {
     let out = kaylee(&[
         "render",
+        "--offline",
         "deploy/examples/countly.yaml",
         "--unit-prefix",
         "a:b",

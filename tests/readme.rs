@@ -92,6 +92,8 @@ fn every_unit_field_is_in_the_reference() {
         "`spec.replicas`",
         "`spec.maxReplicasPerHost`",
         "`spec.image`",
+        "`spec.pull`",
+        "`spec.pullTimeout`",
         "`spec.cmd`",
         "`spec.envFiles`",
         "`spec.env`",
@@ -112,6 +114,20 @@ fn every_unit_field_is_in_the_reference() {
             README.contains(&format!("| {field} |")),
             "unit reference lacks {field}"
         );
+    }
+}
+
+/// The README gives the code's limits, in its own number format.
+#[test]
+fn the_line_and_word_limits_are_the_code_s() {
+    use kaylee_controllers::fleet::quote::{MAX_LINE_BYTES, MAX_WORD_BYTES};
+    let thousands = |n: usize| format!("{},{:03}", n / 1000, n % 1000);
+    for n in [MAX_WORD_BYTES, MAX_LINE_BYTES] {
+        let said = format!("{} bytes", thousands(n));
+        assert!(README.contains(&said), "README does not say {said}");
+    }
+    for stale in ["1996", "1,996"] {
+        assert!(!README.contains(stale), "README still says {stale}");
     }
 }
 

@@ -3,6 +3,7 @@
 //! over this crate.
 
 pub mod client;
+pub mod cluster_config;
 pub mod etcd;
 pub mod fleet;
 pub mod keys;

@@ -123,10 +123,8 @@ fn countly_renders_four_units_in_two_conflict_groups() {
             lines_with(&u.text, "MachineMetadata="),
             ["MachineMetadata=ssd=false"]
         );
-        let conflicts = format!(
-            "Conflicts=k:countly:{}:{}:*.service",
-            r.spec_hash, u.name.group
-        );
+        // Groups are the unit's, shared by every spec: any spec hash.
+        let conflicts = format!("Conflicts=k:countly:*:{}:*.service", u.name.group);
         assert_eq!(lines_with(&u.text, "Conflicts="), [conflicts.as_str()]);
         let container = format!("k_countly_{}_{}_{}", r.spec_hash, u.name.group, i + 1);
         let exec = format!(
@@ -151,21 +149,31 @@ fn countly_replica_one_is_exactly_this_unit_file() {
          After=flanneld.service\n\
          \n\
          [Service]\n\
-         TimeoutStartSec=0\n\
-         ExecStartPre=/usr/bin/docker pull monder/countly-docker:latest\n\
+         TimeoutStartSec=420\n\
+         ExecStartPre=/usr/bin/timeout -k 10 300 /usr/bin/docker pull monder/countly-docker:latest\n\
          ExecStartPre=-/usr/bin/docker kill {c}\n\
          ExecStartPre=-/usr/bin/docker rm {c}\n\
          ExecStart=/usr/bin/docker run --rm --name {c} -l kaylee.name=countly -e \"MONGO_URL=mongodb://mongo-1.k.lan,mongo-2.k.lan,mongo-3.k.lan/countly?replicaSet=main\" monder/countly-docker:latest\n\
          ExecStop=-/usr/bin/docker stop {c}\n\
+         SuccessExitStatus=137 143\n\
          Restart=always\n\
          RestartSec=30\n\
          \n\
          [X-Fleet]\n\
          MachineMetadata=ssd=false\n\
-         Conflicts=k:countly:{}:{}:*.service\n",
-        r.spec_hash, u.name.group
+         Conflicts=k:countly:*:{}:*.service\n",
+        u.name.group
     );
     assert_eq!(u.text, expected);
+    // Pinned, so that a change of hashing shows here: the unit's groups
+    // come from its name and index alone, never from a spec.
+    assert_eq!(
+        [r.units[0].name.group.as_str(), r.units[1].name.group.as_str()],
+        ["523d18", "58f2e6"]
+    );
+    let other = render(&example("countly.yaml"), "restarted", &RenderOptions::default());
+    assert_ne!(other.spec_hash, r.spec_hash);
+    assert_eq!(other.units[0].name.group, r.units[0].name.group);
 }
 
 #[test]
@@ -200,6 +208,7 @@ fn api_example_carries_every_option_in_design_order() {
             "ExecStartPre",
             "ExecStart",
             "ExecStop",
+            "SuccessExitStatus",
             "Restart",
             "RestartSec",
             "",
@@ -213,13 +222,18 @@ fn api_example_carries_every_option_in_design_order() {
     assert!(u.text.contains(
         "ExecStartPre=/usr/bin/docker volume create --name=vol-88bc607a --driver=blocker --opt=a=1\n"
     ));
+    // mongo:3.2 is a pinned tag: pulled only when the host lacks it.
+    assert!(u.text.contains(
+        "ExecStartPre=/bin/sh -c \"/usr/bin/docker inspect --type=image \\\"$$1\\\" >/dev/null 2>&1 || \
+         exec /usr/bin/timeout -k 10 300 /usr/bin/docker pull \\\"$$1\\\"\" kaylee-pull mongo:3.2\n"
+    ));
     assert!(u.text.contains(&format!(
         "ExecStart=/usr/bin/docker run --rm --name {c} -l kaylee.name=api -e SOME_VAR=some_value \
          -v vol-88bc607a:/data --security-opt=label:disable mongo:3.2 --quiet\n"
     )));
     assert!(u.text.ends_with(&format!(
-        "Conflicts=k:api:{}:{}:*.service\nConflicts=k:mongo-1:*.service\n",
-        r.spec_hash, u.name.group
+        "Conflicts=k:api:*:{}:*.service\nConflicts=k:mongo-1:*.service\n",
+        u.name.group
     )));
 }
 
@@ -246,6 +260,101 @@ fn pinned_and_global_examples() {
         "{t}"
     );
     assert!(t.contains(" busybox:latest sleep 1000000\n"));
+}
+
+/// fleet v1.0.0 accepts `Conflicts=` on global units (the original Kaylee
+/// passed them through): they are rendered after `Global=true`.
+#[test]
+fn global_units_carry_their_conflicts() {
+    let mut unit = example("global-agent.yaml");
+    unit.spec.conflicts = vec!["db".into(), "etcd*.service".into()];
+    let t = &render(&unit, "", &RenderOptions::default()).units[0].text;
+    assert!(
+        t.ends_with("Global=true\nConflicts=k:db:*.service\nConflicts=etcd*.service\n"),
+        "{t}"
+    );
+}
+
+fn unit_yaml(extra: &str) -> spec::Unit {
+    let text = format!("name: web\nspec:\n  image: nginx:1\n{extra}");
+    spec::from_yaml(&text, "web.yaml").unwrap()
+}
+
+fn exec_lines(text: &str, key: &str) -> Vec<String> {
+    lines_with(text, &format!("{key}="))
+        .into_iter()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn each_pull_policy_renders_its_own_start() {
+    let render1 = |extra: &str| {
+        render(&unit_yaml(extra), "", &RenderOptions::default()).units[0]
+            .text
+            .clone()
+    };
+    let always = render1("  pull: always\n  pullTimeout: 90\n");
+    assert_eq!(
+        exec_lines(&always, "TimeoutStartSec"),
+        ["TimeoutStartSec=210"]
+    );
+    assert!(
+        always.contains("\nExecStartPre=/usr/bin/timeout -k 10 90 /usr/bin/docker pull nginx:1\n")
+    );
+    let never = render1("  pull: never\n");
+    assert!(never.contains(
+        "\nExecStartPre=/usr/bin/docker inspect --type=image \"--format={{.Id}}\" nginx:1\n"
+    ));
+    assert!(!never.contains(" pull "), "{never}");
+    let missing = render1("");
+    assert!(missing.contains("kaylee-pull nginx:1\n"), "{missing}");
+    assert_eq!(
+        exec_lines(&missing, "TimeoutStartSec"),
+        ["TimeoutStartSec=420"]
+    );
+}
+
+/// The issue's inputs: references for systemd to expand, and docker args
+/// given as one item per flag and value.
+#[test]
+fn references_and_split_docker_args_render_as_systemd_expects() {
+    let u = unit_yaml(
+        "  envFiles: [/etc/environment]\n\
+         \x20 env:\n\
+         \x20 - name: IP\n\
+         \x20   value: '${COREOS_PRIVATE_IPV4}'\n\
+         \x20 - name: LITERAL\n\
+         \x20   value: '$${HOME} costs $5'\n\
+         \x20 dockerArgs: ['-p ${COREOS_PRIVATE_IPV4}:80:80', '--log-opt max-size=10m', '-v /tmp:/x']\n",
+    );
+    let r = render(&u, "", &RenderOptions::default());
+    let t = &r.units[0].text;
+    let c = format!("k_web_{}_{}_1", r.spec_hash, r.units[0].name.group);
+    assert_eq!(
+        exec_lines(t, "ExecStart"),
+        [format!(
+            "ExecStart=/usr/bin/docker run --rm --name {c} -l kaylee.name=web \
+             -e \"IP=${{COREOS_PRIVATE_IPV4}}\" -e \"LITERAL=$${{HOME}} costs $$5\" \
+             -p \"${{COREOS_PRIVATE_IPV4}}:80:80\" --log-opt max-size=10m -v /tmp:/x nginx:1"
+        )]
+    );
+    assert_eq!(
+        kaylee_controllers::fleet::docker_run_argv(&u, &r.units[0].name)[7..],
+        [
+            "-e",
+            "IP=${COREOS_PRIVATE_IPV4}",
+            "-e",
+            "LITERAL=${HOME} costs $5",
+            "-p",
+            "${COREOS_PRIVATE_IPV4}:80:80",
+            "--log-opt",
+            "max-size=10m",
+            "-v",
+            "/tmp:/x",
+            "nginx:1"
+        ]
+    );
 }
 
 #[test]

@@ -6,5 +6,9 @@
 mod systemd;
 
 #[allow(dead_code)]
+#[path = "../../controllers/tests/support/words.rs"]
+mod words;
+
+#[allow(dead_code)]
 #[path = "../../controllers/tests/support/fuzz_checks.rs"]
 pub mod fuzz_checks;

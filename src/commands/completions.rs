@@ -6,7 +6,10 @@ use crate::cli::Cli;
 use clap::CommandFactory;
 use clap_complete::Shell;
 
+/// The script is built in memory and written through `output`:
+/// clap_complete panics on a failed write.
 pub fn run(shell: Shell) -> Result {
-    clap_complete::generate(shell, &mut Cli::command(), "kaylee", &mut std::io::stdout());
-    Ok(())
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "kaylee", &mut script);
+    crate::output::print(&String::from_utf8_lossy(&script))
 }

@@ -57,15 +57,15 @@ pub async fn run(
         };
         let after = serde_json::to_value(unit).unwrap_or_default();
         match &stored {
-            None => println!("{}: new unit", unit.name),
+            None => crate::outln!("{}: new unit", unit.name)?,
             Some(v) if v.spec.is_err() => {
-                println!("{}: replaces an invalid stored unit", unit.name)
+                crate::outln!("{}: replaces an invalid stored unit", unit.name)?
             }
-            Some(_) if before == after => println!("{}: spec unchanged", unit.name),
+            Some(_) if before == after => crate::outln!("{}: spec unchanged", unit.name)?,
             Some(_) => {
-                println!("{}: spec changes", unit.name);
+                crate::outln!("{}: spec changes", unit.name)?;
                 for line in fields(&before, &after) {
-                    println!("  {line}");
+                    crate::outln!("  {line}")?;
                 }
             }
         }
@@ -82,15 +82,15 @@ pub async fn run(
             .map(|u| u.name)
             .collect();
         let wanted: BTreeSet<String> = rendered.units.iter().map(|u| u.name.to_name()).collect();
-        println!("{}: fleet units", unit.name);
+        crate::outln!("{}: fleet units", unit.name)?;
         for name in wanted.difference(&existing) {
-            println!("  + {name}  create");
+            crate::outln!("  + {name}  create")?;
         }
         for name in existing.difference(&wanted) {
-            println!("  - {name}  destroy");
+            crate::outln!("  - {name}  destroy")?;
         }
         for name in wanted.intersection(&existing) {
-            println!("  = {name}  keep");
+            crate::outln!("  = {name}  keep")?;
         }
     }
     Ok(())

@@ -19,7 +19,7 @@ pub async fn list(etcd: &EtcdArgs, name: &str, output: Output) -> Result {
         .map(|s| s.revision);
     if output == crate::cli::Output::Json {
         let text = serde_json::to_string_pretty(&revisions).map_err(Exit::runtime)?;
-        println!("{text}");
+        crate::outln!("{text}")?;
         return Ok(());
     }
     if revisions.is_empty() {
@@ -53,7 +53,7 @@ pub async fn list(etcd: &EtcdArgs, name: &str, output: Output) -> Result {
             },
         ]);
     }
-    print!("{}", t.render());
+    crate::output::print(&t.render())?;
     Ok(())
 }
 
@@ -99,10 +99,11 @@ pub async fn rollback(etcd: &EtcdArgs, name: &str, to: Option<u64>, follow: &Wai
         )));
     }
     let written = client.apply(&unit).await.map_err(client_error)?;
-    println!(
+    crate::outln!(
         "{name}: rolling back to revision {} ({})",
-        chosen.revision, chosen.image
-    );
+        chosen.revision,
+        chosen.image
+    )?;
     if follow.wait {
         let target = Target {
             name: name.to_string(),

@@ -1,5 +1,6 @@
 //! One module per command; each returns an [`Exit`] on failure.
 
+pub mod cluster;
 pub mod completions;
 pub mod diff;
 pub mod history;
@@ -14,11 +15,14 @@ pub mod wait;
 use std::fmt;
 use std::path::Path;
 
-/// Exit codes (DESIGN §8): 1 runtime failure, 2 bad input.
+/// Exit codes (DESIGN §8): 1 runtime failure, 2 bad input; stdout closed
+/// under us: killed by SIGPIPE (`output.rs`).
 #[derive(Debug)]
 pub struct Exit {
     pub code: u8,
     pub message: String,
+    /// Stdout is a pipe nobody reads any more: end quietly, as `cat` does.
+    pub closed_pipe: bool,
 }
 
 impl Exit {
@@ -26,6 +30,7 @@ impl Exit {
         Exit {
             code: 1,
             message: message.to_string(),
+            closed_pipe: false,
         }
     }
 
@@ -33,6 +38,16 @@ impl Exit {
         Exit {
             code: 2,
             message: message.to_string(),
+            closed_pipe: false,
+        }
+    }
+
+    /// A write to stdout found the pipe closed.
+    pub fn closed_pipe() -> Self {
+        Exit {
+            code: 1,
+            message: String::new(),
+            closed_pipe: true,
         }
     }
 }
@@ -52,4 +67,16 @@ pub fn load_unit(path: &Path) -> std::result::Result<kaylee_controllers::spec::U
     }
     let text = std::fs::read_to_string(path).map_err(|e| format!("{source}: {e}"))?;
     kaylee_controllers::spec::from_yaml(&text, &source).map_err(|e| e.to_string())
+}
+
+/// A unit's warnings on stderr, each naming the file and field.
+pub fn print_warnings(path: &Path, unit: &kaylee_controllers::spec::Unit) {
+    for w in kaylee_controllers::spec::warnings(unit) {
+        crate::output::eprint_line(&format!(
+            "warning: {}: {}: {}",
+            path.display(),
+            w.field,
+            w.message
+        ));
+    }
 }

@@ -1,6 +1,7 @@
 use super::{Exit, Result};
 use crate::cli::{EtcdArgs, ServerArgs};
 use crate::{exporter, http};
+use kaylee_controllers::cluster_config::{self, Source};
 use kaylee_controllers::fleet::RenderOptions;
 use kaylee_controllers::server::{Server, ServerConfig};
 use kaylee_controllers::units::ControllerConfig;
@@ -68,8 +69,43 @@ fn on_signals(shutdown: CancellationToken) -> Result {
 /// How long open HTTP connections get to finish once the server stops.
 const HTTP_DRAIN: Duration = Duration::from_secs(2);
 
+/// The cluster's render settings, seeded from this server's flags when the
+/// cluster has none yet: every server renders the same unit text whatever
+/// its flags, so a failover never replaces the cluster's units. Fails, as
+/// the server would, when etcd cannot be reached at start-up, and when the
+/// stored settings cannot be used.
+async fn cluster_settings(config: &ServerConfig) -> Result<RenderOptions> {
+    let client = config.etcd.connect().await.map_err(Exit::runtime)?;
+    let flags = &config.controller.render;
+    let effective = cluster_config::seed_or_read(&client, &config.etcd, flags)
+        .await
+        .map_err(Exit::runtime)?;
+    let key = cluster_config::key(&config.etcd);
+    let (prefix, network) = (
+        &effective.options.unit_prefix,
+        &effective.options.network_unit,
+    );
+    match effective.source {
+        Source::Seeded => {
+            tracing::info!(%key, unit_prefix = %prefix, network_unit = %network, "cluster settings written from this server's flags")
+        }
+        Source::Cluster if effective.overridden.is_empty() => {
+            tracing::info!(%key, unit_prefix = %prefix, network_unit = %network, "cluster settings");
+        }
+        Source::Cluster => tracing::warn!(
+            %key,
+            unit_prefix = %prefix,
+            network_unit = %network,
+            differences = %effective.overridden.join("; "),
+            "this server's flags differ from the cluster settings; using the cluster's"
+        ),
+    }
+    Ok(effective.options)
+}
+
 pub async fn run(etcd: &EtcdArgs, args: &ServerArgs) -> Result {
-    let config = config(etcd, args)?;
+    let mut config = config(etcd, args)?;
+    config.controller.render = cluster_settings(&config).await?;
     let metrics =
         exporter::install().map_err(|e| Exit::runtime(format!("cannot set up metrics: {e}")))?;
     let listener = http::bind(args.listen)

@@ -81,10 +81,10 @@ fn cell(v: &Value) -> String {
 }
 
 fn print_json(v: &Value) -> Result {
-    println!(
+    crate::outln!(
         "{}",
         serde_json::to_string_pretty(v).map_err(Exit::runtime)?
-    );
+    )?;
     Ok(())
 }
 
@@ -121,7 +121,7 @@ pub async fn ls(etcd: &EtcdArgs, output: Output) -> Result {
             reason_cell(u),
         ]);
     }
-    print!("{}", t.render());
+    crate::output::print(&t.render())?;
     Ok(())
 }
 
@@ -149,40 +149,42 @@ pub async fn status(etcd: &EtcdArgs, name: &str, fleet: &FleetArgs, output: Outp
             "instances": instances,
         }));
     }
-    println!("Name:        {name}");
-    println!("Image:       {}", cell(&s["image"]));
+    crate::outln!("Name:        {name}")?;
+    crate::outln!("Image:       {}", cell(&s["image"]))?;
     let revision = match s["revision"].as_u64() {
         Some(r) => format!("{r} (spec hash {})", cell(&s["specHash"])),
         None => format!("- (spec hash {})", cell(&s["specHash"])),
     };
-    println!("Revision:    {revision}");
-    println!(
+    crate::outln!("Revision:    {revision}")?;
+    crate::outln!(
         "Available:   {}/{} ({}; phase {})",
         cell(&s["available"]),
         cell(&s["desired"]),
         condition_word(&s),
         cell(&s["phase"])
-    );
-    println!("Running:     {}", cell(&s["running"]));
+    )?;
+    crate::outln!("Running:     {}", cell(&s["running"]))?;
     if let Some(e) = s["error"].as_str() {
-        println!("Error:       {e}");
+        crate::outln!("Error:       {e}")?;
     }
     if let Some(status) = &view.status {
         if let Some(r) = &status.rolled_back {
-            println!(
+            crate::outln!(
                 "Rolled back: revision {} failed; revision {} was put back: {}",
-                r.from_revision, r.to_revision, r.reason
-            );
+                r.from_revision,
+                r.to_revision,
+                r.reason
+            )?;
         }
         if let Some(w) = &status.waiting_for {
-            println!("Waiting for: {w}");
+            crate::outln!("Waiting for: {w}")?;
         }
     }
-    println!();
+    crate::outln!()?;
     let table = replicas(&units, &machines, &instances, view.status.as_ref());
-    print!("{}", table.render());
+    crate::output::print(&table.render())?;
     if !instances.is_empty() {
-        println!();
+        crate::outln!()?;
         let mut t = Table::new(&["MACHINE", "CONTAINER", "IP", "HEALTH"]);
         for i in &instances {
             t.row(vec![
@@ -192,7 +194,7 @@ pub async fn status(etcd: &EtcdArgs, name: &str, fleet: &FleetArgs, output: Outp
                 i.health.clone().unwrap_or_else(|| "-".into()),
             ]);
         }
-        print!("{}", t.render());
+        crate::output::print(&t.render())?;
     }
     Ok(())
 }

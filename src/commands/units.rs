@@ -1,9 +1,11 @@
 //! `run`, `restart`, `rm`: the commands that change units.
 
 use super::wait::{self, Target};
-use super::{Exit, Result, load_unit};
+use super::{Exit, Result, cluster, load_unit, print_warnings};
 use crate::cli::{EtcdArgs, WaitArgs};
 use kaylee_controllers::client::{ClientError, KayleeClient};
+use kaylee_controllers::cluster_config;
+use kaylee_controllers::fleet::RenderOptions;
 use std::collections::HashSet;
 use std::path::PathBuf;
 
@@ -31,7 +33,10 @@ pub async fn run(etcd: &EtcdArgs, files: &[PathBuf], follow: &WaitArgs) -> Resul
                     u.name
                 ));
             }
-            Ok(u) => units.push(u),
+            Ok(u) => {
+                print_warnings(f, &u);
+                units.push(u);
+            }
             Err(e) => errors.push(e),
         }
     }
@@ -39,6 +44,7 @@ pub async fn run(etcd: &EtcdArgs, files: &[PathBuf], follow: &WaitArgs) -> Resul
         return Err(Exit::bad_input(errors.join("\n")));
     }
     let client = connect(etcd).await?;
+    network_note(&client, etcd).await;
     let mut targets = Vec::new();
     for unit in &units {
         let written = client.apply(unit).await.map_err(client_error)?;
@@ -46,7 +52,7 @@ pub async fn run(etcd: &EtcdArgs, files: &[PathBuf], follow: &WaitArgs) -> Resul
             .ok()
             .and_then(|v| v.as_str().map(str::to_string))
             .unwrap_or_default();
-        println!("{}: {word}", unit.name);
+        crate::outln!("{}: {word}", unit.name)?;
         targets.push(Target {
             name: unit.name.clone(),
             spec_revision: written.revision,
@@ -62,7 +68,7 @@ pub async fn run(etcd: &EtcdArgs, files: &[PathBuf], follow: &WaitArgs) -> Resul
 pub async fn restart(etcd: &EtcdArgs, name: &str, follow: &WaitArgs) -> Result {
     let client = connect(etcd).await?;
     let written = client.restart(name).await.map_err(client_error)?;
-    println!("{name}: restarting (marker {})", written.outcome);
+    crate::outln!("{name}: restarting (marker {})", written.outcome)?;
     if follow.wait {
         let target = Target {
             name: name.to_string(),
@@ -78,9 +84,22 @@ pub async fn rm(etcd: &EtcdArgs, name: &str, purge: bool) -> Result {
     let client = connect(etcd).await?;
     client.remove(name, purge).await.map_err(client_error)?;
     if purge {
-        println!("{name}: removed, with its history");
+        crate::outln!("{name}: removed, with its history")?;
     } else {
-        println!("{name}: removed (its history is kept: `kaylee history {name}`)");
+        crate::outln!("{name}: removed (its history is kept: `kaylee history {name}`)")?;
     }
     Ok(())
+}
+
+/// The note about the network unit (`cluster::network_note`) for the
+/// cluster's settings, or the default a first server would seed. A
+/// deployer's role may not read the settings: then nothing is said.
+async fn network_note(client: &KayleeClient, etcd: &EtcdArgs) {
+    let config = etcd.config();
+    let options = match cluster_config::read(client.etcd_client(), &config).await {
+        Ok(Some(options)) => options,
+        Ok(None) => RenderOptions::default(),
+        Err(_) => return,
+    };
+    cluster::network_note(&options, client, &config).await;
 }

@@ -139,12 +139,12 @@ impl Display {
         Display::Bars(multi, bars)
     }
 
-    fn show(&mut self, i: usize, name: &str, p: &Progress) {
+    fn show(&mut self, i: usize, name: &str, p: &Progress) -> Result {
         match self {
             Display::Lines(last) => {
                 let line = format!("{name}: {}", describe(p));
                 if last[i] != line {
-                    println!("{line}");
+                    crate::outln!("{line}")?;
                     last[i] = line;
                 }
             }
@@ -169,6 +169,7 @@ impl Display {
                 }
             }
         }
+        Ok(())
     }
 
     fn finish(self) {
@@ -188,15 +189,20 @@ pub async fn follow(client: &KayleeClient, targets: &[Target], timeout: Duration
     let mut display = Display::new(targets);
     let mut progress = vec![Progress::Pending(None); targets.len()];
     // On the deadline, `progress` holds what each unit was last seen doing.
-    let _ =
+    let polled =
         tokio::time::timeout_at(deadline, poll(client, targets, &mut progress, &mut display)).await;
     display.finish();
+    if let Ok(Err(e)) = polled {
+        return Err(e);
+    }
     for (t, p) in targets.iter().zip(&progress) {
         if let Progress::Done(s) = p {
-            println!(
+            crate::outln!(
                 "{}: rolled out, {}/{} available",
-                t.name, s.available, s.desired
-            );
+                t.name,
+                s.available,
+                s.desired
+            )?;
         }
     }
     let failures: Vec<String> = targets
@@ -225,7 +231,7 @@ async fn poll(
     targets: &[Target],
     progress: &mut [Progress],
     display: &mut Display,
-) {
+) -> Result {
     loop {
         for (i, t) in targets.iter().enumerate() {
             if progress[i].finished() {
@@ -239,10 +245,10 @@ async fn poll(
                 // etcd may come back before the timeout; say what failed.
                 Err(e) => Progress::Pending(Some(e.to_string())),
             };
-            display.show(i, &t.name, &progress[i]);
+            display.show(i, &t.name, &progress[i])?;
         }
         if progress.iter().all(Progress::finished) {
-            return;
+            return Ok(());
         }
         tokio::time::sleep(POLL).await;
     }

@@ -8,7 +8,10 @@ use serde::Serialize;
 use sha1::{Digest, Sha1};
 
 /// Bumped whenever rendering changes, so every unit rolls onto the new text
-/// instead of two texts sharing one fleet name.
+/// instead of two texts sharing one fleet name. 2: pull policies and their
+/// bounded pull, a finite `TimeoutStartSec=`, `SuccessExitStatus=`,
+/// `${NAME}` references, `dockerArgs` split into words, and conflict groups
+/// of a per-host limit shared by every template of a unit.
 const RENDER_FORMAT: u32 = 2;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

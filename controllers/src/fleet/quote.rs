@@ -6,28 +6,72 @@
 //! A word made only of "safe" characters passes all four unchanged; any
 //! other word is double-quoted with every special byte escaped, so that no
 //! value can end a word early, start a new line, option or section, or be
-//! expanded.
+//! expanded. The one expansion let through is a `${NAME}` reference in the
+//! values that allow it ([`exec_word_expanding`], see `reference.rs`).
 
+use super::reference::{self, Piece};
 use std::fmt::Write;
 
-/// fleet drops a unit with any physical line over 2048 bytes; stay clear of it.
-pub const MAX_LINE_BYTES: usize = 2000;
-/// A word alone on a continuation line: two spaces before, ` \` after.
+/// The longest physical line of a unit, in bytes, its newline not counted.
+/// The systemd of fleet's era reads a unit file a line at a time with
+/// fgets(3) into a `LINE_MAX` (2048-byte) buffer that also holds the
+/// newline and a NUL, so a longer line is cut in two (systemd's
+/// `config_parse`); fleet's own reader (go-systemd's `SYSTEMD_LINE_MAX`,
+/// 2048 with the newline) drops a unit with a longer line altogether.
+pub const MAX_LINE_BYTES: usize = 2046;
+/// The longest word once escaped: it may sit alone on a continuation line,
+/// two spaces before it and ` \` after.
 pub const MAX_WORD_BYTES: usize = MAX_LINE_BYTES - 4;
 
 fn is_safe(c: char) -> bool {
     c.is_ascii_alphanumeric() || "_./:=,@+-".contains(c)
 }
 
-/// One argv word in systemd command-line syntax. NUL cannot be carried by
-/// systemd at all; validation refuses it before rendering.
+/// One argv word in systemd command-line syntax, every byte literal. NUL
+/// cannot be carried by systemd at all; validation refuses it before
+/// rendering.
 pub fn exec_word(word: &str) -> String {
     if !word.is_empty() && word.chars().all(is_safe) {
         return word.to_string();
     }
     let mut out = String::with_capacity(word.len() + 2);
     out.push('"');
-    for c in word.chars() {
+    escape_into(&mut out, word);
+    out.push('"');
+    out
+}
+
+/// One argv word in which each `${NAME}` is a reference systemd expands
+/// when it runs the command, and everything else is literal (`$${NAME}`
+/// stands for the text `${NAME}`): for env values, `dockerArgs` and `cmd`.
+pub fn exec_word_expanding(word: &str) -> String {
+    let pieces = reference::pieces(word);
+    if !pieces.iter().any(|p| matches!(p, Piece::Reference(_))) {
+        // Only literals (`$${NAME}` escapes among them): the plain text.
+        return exec_word(&reference::display(word));
+    }
+    // `$`, `{` and `}` are not safe characters: the word is quoted anyway,
+    // and systemd expands references inside quotes too.
+    let mut out = String::with_capacity(word.len() + 2);
+    out.push('"');
+    for p in pieces {
+        match p {
+            Piece::Literal(text) => escape_into(&mut out, text),
+            Piece::Reference(name) => {
+                out.push_str("${");
+                out.push_str(name);
+                out.push('}');
+            }
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// The inside of a double-quoted word: C escapes for quotes, backslashes
+/// and control characters, `%%` and `$$` for literal `%` and `$`.
+fn escape_into(out: &mut String, text: &str) {
+    for c in text.chars() {
         match c {
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
@@ -45,8 +89,6 @@ pub fn exec_word(word: &str) -> String {
             c => out.push(c),
         }
     }
-    out.push('"');
-    out
 }
 
 /// `%` is a specifier in every systemd value, not only in command lines.
@@ -101,6 +143,20 @@ mod tests {
         assert_eq!(exec_word("#x"), "\"#x\"");
         assert_eq!(exec_word("\u{1}\u{7f}"), "\"\\x01\\x7f\"");
         assert_eq!(exec_word("T=<é>"), "\"T=<é>\"");
+    }
+
+    #[test]
+    fn references_stay_references_and_everything_else_is_literal() {
+        assert_eq!(exec_word_expanding("${IP}:80:80"), "\"${IP}:80:80\"");
+        assert_eq!(
+            exec_word_expanding("A=${X} $HOME 50% \"q\""),
+            "\"A=${X} $$HOME 50%% \\\"q\\\"\""
+        );
+        // The escape writes the literal text, as `exec_word` would.
+        assert_eq!(exec_word_expanding("$${X}"), exec_word("${X}"));
+        assert_eq!(exec_word_expanding("$${X}"), "\"$${X}\"");
+        assert_eq!(exec_word_expanding("plain"), "plain");
+        assert_eq!(exec_word_expanding("${1}"), "\"$${1}\"");
     }
 
     #[test]

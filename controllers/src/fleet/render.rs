@@ -2,12 +2,28 @@
 //! renders the same bytes and the planner can compare names and hashes.
 
 use super::naming::{FleetName, container_name, group_id, spec_hash};
-use super::quote::{escape_specifiers, exec_word, wrap_words};
+use super::quote::{escape_specifiers, exec_word, exec_word_expanding, wrap_words};
 use super::records::{UnitHash, unit_hash};
+use super::reference;
 use super::unitfile::{UnitOption, serialize};
-use crate::spec::{Layout, Unit};
+use crate::spec::{Layout, PullPolicy, Unit};
 
 const DOCKER: &str = "/usr/bin/docker";
+/// GNU coreutils' timeout(1), at this path on CoreOS and Debian alike.
+const TIMEOUT: &str = "/usr/bin/timeout";
+const SH: &str = "/bin/sh";
+/// How long timeout(1) waits after its SIGTERM to the pull before SIGKILL.
+const PULL_KILL_AFTER_SECS: u32 = 10;
+/// What a start may take beyond the pull: volume creates, the image check,
+/// kill and rm of an old container. `TimeoutStartSec=` is the pull timeout
+/// plus this, so a Docker daemon that hangs fails the start (and systemd
+/// retries after `RestartSec=`) instead of blocking it forever.
+const START_MARGIN_SECS: u32 = 120;
+/// `docker run` exits with the container's status: 143 when `docker stop`'s
+/// SIGTERM ended it, 137 when the SIGKILL after the stop timeout did. A stop
+/// is no failure (`SuccessExitStatus=` in systemd.service(5): exit codes
+/// separated by spaces).
+const DOCKER_STOP_STATUSES: &str = "137 143";
 
 /// Server-wide settings that shape every rendered unit.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -156,7 +172,12 @@ fn options(unit: &Unit, name: &FleetName, layout: Layout, opts: &RenderOptions) 
             escape_specifiers(f),
         ));
     }
-    o.push(UnitOption::new("Service", "TimeoutStartSec", "0"));
+    let timeout = unit.pull_timeout_secs();
+    o.push(UnitOption::new(
+        "Service",
+        "TimeoutStartSec",
+        (timeout + START_MARGIN_SECS).to_string(),
+    ));
     for v in &spec.volumes {
         let mut w = words([DOCKER, "volume", "create"]);
         w.push(exec_word(&format!("--name={}", v.id)));
@@ -166,7 +187,7 @@ fn options(unit: &Unit, name: &FleetName, layout: Layout, opts: &RenderOptions) 
         }
         o.push(exec("ExecStartPre", w));
     }
-    o.push(exec("ExecStartPre", words([DOCKER, "pull", &spec.image])));
+    o.push(exec("ExecStartPre", pull(unit, timeout)));
     o.push(exec(
         "ExecStartPre",
         words([&format!("-{DOCKER}"), "kill", &container]),
@@ -176,23 +197,15 @@ fn options(unit: &Unit, name: &FleetName, layout: Layout, opts: &RenderOptions) 
         words([&format!("-{DOCKER}"), "rm", &container]),
     ));
 
-    let label = format!("kaylee.name={}", unit.name);
-    let mut run = words([DOCKER, "run", "--rm", "--name", &container, "-l", &label]);
-    for e in &spec.env {
-        run.push(exec_word("-e"));
-        run.push(exec_word(&format!("{}={}", e.name, e.value)));
-    }
-    for v in &spec.volumes {
-        run.push(exec_word("-v"));
-        run.push(exec_word(&format!("{}:{}", v.id, v.path)));
-    }
-    run.extend(words(&spec.docker_args));
-    run.push(exec_word(&spec.image));
-    run.extend(words(unit.cmd_args()));
-    o.push(exec("ExecStart", run));
+    o.push(exec("ExecStart", docker_run(unit, &container)));
     o.push(exec(
         "ExecStop",
         words([&format!("-{DOCKER}"), "stop", &container]),
+    ));
+    o.push(UnitOption::new(
+        "Service",
+        "SuccessExitStatus",
+        DOCKER_STOP_STATUSES,
     ));
     o.push(UnitOption::new("Service", "Restart", "always"));
     o.push(UnitOption::new("Service", "RestartSec", "30"));
@@ -210,6 +223,86 @@ fn options(unit: &Unit, name: &FleetName, layout: Layout, opts: &RenderOptions) 
         o.push(UnitOption::new("X-Fleet", "Conflicts", c));
     }
     o
+}
+
+/// The `ExecStartPre=` that gets the image onto the host, by pull policy.
+/// It must work with the Docker of fleet's era (1.12: no `docker run
+/// --pull`, no `docker image inspect`, but `docker inspect --type=image`),
+/// and systemd runs it without a shell, hence `sh -c` where a condition is
+/// needed. The image is passed to the script as `$1`, never inside it, so
+/// it needs no shell quoting; a pull is bounded by timeout(1).
+fn pull(unit: &Unit, timeout: u32) -> Vec<String> {
+    let image = unit.spec.image.as_str();
+    let (kill_after, timeout) = (PULL_KILL_AFTER_SECS.to_string(), timeout.to_string());
+    match unit.pull_policy() {
+        PullPolicy::Always => words([TIMEOUT, "-k", &kill_after, &timeout, DOCKER, "pull", image]),
+        PullPolicy::Missing => {
+            let bounded = format!("{TIMEOUT} -k {kill_after} {timeout} {DOCKER} pull");
+            let script = format!(
+                "{DOCKER} inspect --type=image \"$1\" >/dev/null 2>&1 || exec {bounded} \"$1\""
+            );
+            words([SH, "-c", &script, "kaylee-pull", image])
+        }
+        // Without a pull, `docker run` would pull a missing image itself:
+        // the check fails the start instead.
+        PullPolicy::Never => words([DOCKER, "inspect", "--type=image", "--format={{.Id}}", image]),
+    }
+}
+
+/// One word of the `docker run` command line.
+enum Word {
+    /// Every byte reaches docker as is.
+    Literal(String),
+    /// `${NAME}` in it is a reference systemd expands (`reference.rs`).
+    Expanding(String),
+}
+
+/// `docker run` and its argv: the container's name and label, env,
+/// volumes, docker args (each item split into words), image, cmd words.
+/// Env values, docker args and cmd words may hold `${NAME}` references.
+fn docker_run_words(unit: &Unit, container: &str) -> Vec<Word> {
+    let spec = &unit.spec;
+    let label = format!("kaylee.name={}", unit.name);
+    let mut run: Vec<Word> = [DOCKER, "run", "--rm", "--name", container, "-l", &label]
+        .into_iter()
+        .map(|w| Word::Literal(w.to_string()))
+        .collect();
+    for e in &spec.env {
+        run.push(Word::Literal("-e".into()));
+        run.push(Word::Expanding(format!("{}={}", e.name, e.value)));
+    }
+    for v in &spec.volumes {
+        run.push(Word::Literal("-v".into()));
+        run.push(Word::Literal(format!("{}:{}", v.id, v.path)));
+    }
+    run.extend(unit.docker_args().into_iter().map(Word::Expanding));
+    run.push(Word::Literal(spec.image.clone()));
+    run.extend(unit.cmd_args().into_iter().map(Word::Expanding));
+    run
+}
+
+fn docker_run(unit: &Unit, container: &str) -> Vec<String> {
+    docker_run_words(unit, container)
+        .iter()
+        .map(|w| match w {
+            Word::Literal(text) => exec_word(text),
+            Word::Expanding(text) => exec_word_expanding(text),
+        })
+        .collect()
+}
+
+/// The argv `ExecStart=` gives the replica named `fleet_name`, as docker
+/// receives it, with each `${NAME}` reference shown unexpanded (systemd
+/// fills them in on the host): what `kaylee render -o json` shows.
+pub fn docker_run_argv(unit: &Unit, fleet_name: &FleetName) -> Vec<String> {
+    let container = container_name(&fleet_name.to_name());
+    docker_run_words(unit, &container)
+        .into_iter()
+        .map(|w| match w {
+            Word::Literal(text) => text,
+            Word::Expanding(text) => reference::display(&text),
+        })
+        .collect()
 }
 
 fn conflicts(unit: &Unit, name: &FleetName, layout: Layout) -> Vec<String> {

@@ -2,7 +2,7 @@
 //! (not just the first) with its field path and position.
 
 use super::error::{Pos, SpecError, SpecErrors};
-use super::model::{EnvVar, OnFailure, Spec, Unit, UpdateOrder, Volume};
+use super::model::{EnvVar, OnFailure, PullPolicy, Spec, Unit, UpdateOrder, Volume};
 use super::node::{Entry, Kind, Node};
 use super::rules;
 
@@ -11,6 +11,8 @@ const SPEC_FIELDS: &[&str] = &[
     "replicas",
     "maxReplicasPerHost",
     "image",
+    "pull",
+    "pullTimeout",
     "cmd",
     "envFiles",
     "env",
@@ -37,6 +39,8 @@ pub const MAX_REPLICAS: u64 = 1000;
 pub const MAX_STARTUP_DELAY_SECS: u64 = 3600;
 /// Bound of `progressDeadline`: a day.
 pub const MAX_PROGRESS_DEADLINE_SECS: u64 = 86_400;
+/// A pull may be given up to a day.
+pub const MAX_PULL_TIMEOUT_SECS: u64 = 86_400;
 
 pub(super) struct Decoder<'a> {
     source: &'a str,
@@ -95,7 +99,7 @@ impl<'a> Decoder<'a> {
             return None;
         };
         for e in entries {
-            if !allowed.contains(&e.key.as_str()) {
+            if !allowed.contains(&e.key.as_str()) && !e.defines_anchor {
                 let hint = match suggest(&e.key, allowed) {
                     Some(s) => format!("did you mean `{s}`?"),
                     None => format!("expected one of: {}", allowed.join(", ")),
@@ -266,6 +270,10 @@ impl<'a> Decoder<'a> {
         let image = self
             .required(&f, "image", p, node)
             .and_then(|n| self.checked(n, "spec.image", rules::image));
+        let pull = f.get("pull").and_then(|n| self.pull(n, "spec.pull"));
+        let pull_timeout = f
+            .get("pullTimeout")
+            .and_then(|n| self.seconds(n, "spec.pullTimeout", 1, MAX_PULL_TIMEOUT_SECS));
         let cmd = f
             .get("cmd")
             .and_then(|n| self.checked(n, "spec.cmd", rules::cmd));
@@ -281,7 +289,7 @@ impl<'a> Decoder<'a> {
             .get("machineId")
             .and_then(|n| self.checked(n, "spec.machineId", rules::machine_id));
         let docker_args = self.list(f.get("dockerArgs"), "spec.dockerArgs", |d, n, path| {
-            d.checked(n, path, rules::argv_word)
+            d.checked(n, path, rules::docker_arg)
         });
         let global = f
             .get("global")
@@ -322,6 +330,8 @@ impl<'a> Decoder<'a> {
             replicas,
             max_replicas_per_host,
             image: image?,
+            pull,
+            pull_timeout,
             cmd,
             env_files,
             env,
@@ -361,43 +371,6 @@ impl<'a> Decoder<'a> {
         }
     }
 
-    /// A duration in whole seconds: a number (seconds) or a string such as
-    /// `90s`, `10m` or `1h 30m` (humantime's syntax).
-    fn seconds(&mut self, node: &Node, path: &str, min: u64, max: u64) -> Option<u32> {
-        let quoted_or_unit = match &node.kind {
-            Kind::Scalar { text, quoted } => *quoted || text.parse::<i128>().is_err(),
-            _ => false,
-        };
-        if !quoted_or_unit {
-            return self.int(node, path, min, max);
-        }
-        let text = self.string(node, path)?;
-        match humantime::parse_duration(&text) {
-            Ok(d) if d.subsec_nanos() != 0 => {
-                self.error(path, node.pos, "must be whole seconds");
-                None
-            }
-            Ok(d) if d.as_secs() < min || d.as_secs() > max => {
-                self.error(
-                    path,
-                    node.pos,
-                    format!("must be between {min}s and {max}s, got {text}"),
-                );
-                None
-            }
-            // In range and max ≤ u32::MAX, so the conversion holds.
-            Ok(d) => u32::try_from(d.as_secs()).ok(),
-            Err(e) => {
-                self.error(
-                    path,
-                    node.pos,
-                    format!("expected seconds or a duration such as `10m`: {e}"),
-                );
-                None
-            }
-        }
-    }
-
     /// One of a fixed set of words.
     fn word<T: Copy>(&mut self, node: &Node, path: &str, words: &[(&str, T)]) -> Option<T> {
         let text = self.string(node, path)?;
@@ -415,6 +388,77 @@ impl<'a> Decoder<'a> {
             );
         }
         found
+    }
+
+    fn pull(&mut self, node: &Node, path: &str) -> Option<PullPolicy> {
+        let text = self.string(node, path)?;
+        let policy = match text.as_str() {
+            "always" => PullPolicy::Always,
+            "missing" => PullPolicy::Missing,
+            "never" => PullPolicy::Never,
+            other => {
+                // Kubernetes' spellings are the likely mistake.
+                let hint = match other {
+                    "Always" => " (did you mean `always`?)",
+                    "IfNotPresent" => " (did you mean `missing`?)",
+                    "Never" => " (did you mean `never`?)",
+                    _ => "",
+                };
+                self.error(
+                    path,
+                    node.pos,
+                    format!(
+                        "must be always, missing or never, got `{}`{hint}",
+                        other.escape_debug()
+                    ),
+                );
+                return None;
+            }
+        };
+        Some(policy)
+    }
+
+    /// Whole seconds: a number, or a duration such as `90s`, `5m` or `1h`.
+    fn seconds(&mut self, node: &Node, path: &str, min: u64, max: u64) -> Option<u32> {
+        let Kind::Scalar { text, .. } = &node.kind else {
+            let found = node.kind.describe();
+            self.error(
+                path,
+                node.pos,
+                format!("expected seconds or a duration like `5m`, found {found}"),
+            );
+            return None;
+        };
+        let secs = match text.parse::<i128>() {
+            Ok(n) => n,
+            Err(_) => match humantime::parse_duration(text) {
+                Ok(d) if d.subsec_nanos() == 0 => i128::from(d.as_secs()),
+                Ok(_) => {
+                    self.error(path, node.pos, "must be whole seconds");
+                    return None;
+                }
+                Err(e) => {
+                    self.error(
+                        path,
+                        node.pos,
+                        format!(
+                            "expected seconds or a duration like `5m`, got `{}` ({e})",
+                            text.escape_debug()
+                        ),
+                    );
+                    return None;
+                }
+            },
+        };
+        if secs < i128::from(min) || secs > i128::from(max) {
+            self.error(
+                path,
+                node.pos,
+                format!("must be between {min} and {max} seconds, got {secs}"),
+            );
+            return None;
+        }
+        u32::try_from(secs).ok()
     }
 
     fn env_var(&mut self, node: &Node, path: &str) -> Option<EnvVar> {

@@ -5,11 +5,18 @@ mod error;
 mod model;
 mod node;
 pub mod rules;
+mod warnings;
 
-pub use decode::{MAX_PROGRESS_DEADLINE_SECS, MAX_REPLICAS, MAX_STARTUP_DELAY_SECS};
+pub use decode::{
+    MAX_PROGRESS_DEADLINE_SECS, MAX_PULL_TIMEOUT_SECS, MAX_REPLICAS, MAX_STARTUP_DELAY_SECS,
+};
 pub use error::{Pos, SpecError, SpecErrors};
-pub use model::{EnvVar, Layout, OnFailure, RolloutPolicy, Spec, Unit, UpdateOrder, Volume};
+pub use model::{
+    DEFAULT_PULL_TIMEOUT_SECS, EnvVar, Layout, OnFailure, PullPolicy, RolloutPolicy, Spec, Unit,
+    UpdateOrder, Volume,
+};
 pub use node::MAX_DOCUMENT_BYTES;
+pub use warnings::{Warning, warnings};
 
 /// Parses and validates a YAML unit document. `source` (a file path) prefixes
 /// every error.

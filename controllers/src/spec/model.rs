@@ -20,6 +20,12 @@ pub struct Spec {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_replicas_per_host: Option<u32>,
     pub image: String,
+    /// When the image is pulled; absent: [`Unit::pull_policy`]'s default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pull: Option<PullPolicy>,
+    /// Seconds a pull may take; absent: [`DEFAULT_PULL_TIMEOUT_SECS`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pull_timeout: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cmd: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -97,6 +103,34 @@ pub struct RolloutPolicy {
     pub order: UpdateOrder,
 }
 
+/// When a replica's start pulls its image: Kubernetes' `imagePullPolicy`
+/// (`Always`, `IfNotPresent`, `Never`) under shorter names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PullPolicy {
+    /// Pull at every start (a moving tag such as `latest`).
+    Always,
+    /// Pull only when the host does not have the image.
+    Missing,
+    /// Never pull: the image must already be on the host (`docker load`,
+    /// built there, an air-gapped cluster); a start without it fails.
+    Never,
+}
+
+impl PullPolicy {
+    /// The spelling in unit files and in the canonical JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PullPolicy::Always => "always",
+            PullPolicy::Missing => "missing",
+            PullPolicy::Never => "never",
+        }
+    }
+}
+
+/// How long a pull may take unless `pullTimeout` says otherwise: 5 minutes.
+pub const DEFAULT_PULL_TIMEOUT_SECS: u32 = 300;
+
 fn is_false(b: &bool) -> bool {
     !*b
 }
@@ -161,6 +195,35 @@ impl Unit {
         }
     }
 
+    /// The pull policy in effect: `pull` when given, else Kubernetes'
+    /// `imagePullPolicy` default: `always` when the tag is `latest`, or when
+    /// there is neither a tag nor a digest; otherwise (another tag, or only
+    /// a digest) `missing`.
+    pub fn pull_policy(&self) -> PullPolicy {
+        self.spec
+            .pull
+            .unwrap_or_else(|| match image_tag(&self.spec.image) {
+                ImageTag::Latest => PullPolicy::Always,
+                ImageTag::Pinned => PullPolicy::Missing,
+            })
+    }
+
+    /// Seconds a pull may take.
+    pub fn pull_timeout_secs(&self) -> u32 {
+        self.spec.pull_timeout.unwrap_or(DEFAULT_PULL_TIMEOUT_SECS)
+    }
+
+    /// The argv words of `dockerArgs`: each item split like a POSIX shell
+    /// would (quotes group words, no expansion), so `["-p 8080:80"]` and
+    /// `["-p", "8080:80"]` are one argv. Validation guarantees each splits.
+    pub fn docker_args(&self) -> Vec<String> {
+        self.spec
+            .docker_args
+            .iter()
+            .flat_map(|item| shlex::split(item).unwrap_or_default())
+            .collect()
+    }
+
     /// The argv words of `cmd`, split like a POSIX shell would (quotes and
     /// backslashes, no expansion). Validation guarantees it splits.
     pub fn cmd_args(&self) -> Vec<String> {
@@ -205,5 +268,68 @@ impl Unit {
     pub fn to_json(&self) -> String {
         // Serializing plain strings, integers and booleans cannot fail.
         serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+enum ImageTag {
+    /// `:latest`, or neither tag nor digest (docker then means `latest`).
+    Latest,
+    /// Any other tag, or a digest alone.
+    Pinned,
+}
+
+/// Reads the tag of a docker image reference
+/// (`[registry[:port]/]path[:tag][@digest]`): the tag is after the last `:`
+/// of the last path component, so a registry's port is never taken for
+/// one. Kubernetes reads it the same way (`parsers.ParseImageName`).
+fn image_tag(image: &str) -> ImageTag {
+    let (name, digest) = match image.split_once('@') {
+        Some((name, _)) => (name, true),
+        None => (image, false),
+    };
+    let last = name.rsplit('/').next().unwrap_or(name);
+    match last.split_once(':') {
+        None if digest => ImageTag::Pinned,
+        None => ImageTag::Latest,
+        Some((_, "latest")) => ImageTag::Latest,
+        Some(_) => ImageTag::Pinned,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(image: &str) -> PullPolicy {
+        Unit {
+            name: "u".into(),
+            spec: Spec {
+                image: image.into(),
+                ..Spec::default()
+            },
+        }
+        .pull_policy()
+    }
+
+    #[test]
+    fn the_default_policy_follows_the_tag_like_kubernetes() {
+        for image in [
+            "busybox",
+            "busybox:latest",
+            "registry.local:5000/team/app",
+            "registry.local:5000/team/app:latest",
+        ] {
+            assert_eq!(policy(image), PullPolicy::Always, "{image}");
+        }
+        for image in [
+            "busybox:1.36",
+            "registry.local:5000/team/app:2",
+            "app@sha256:abc",
+        ] {
+            assert_eq!(policy(image), PullPolicy::Missing, "{image}");
+        }
+        // A `latest` tag asks for `always` even beside a digest, as in
+        // Kubernetes.
+        assert_eq!(policy("app:latest@sha256:abc"), PullPolicy::Always);
     }
 }

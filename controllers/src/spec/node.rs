@@ -39,6 +39,10 @@ pub struct Entry {
     pub key: String,
     pub key_pos: Option<Pos>,
     pub value: Node,
+    /// A top-level YAML entry whose value is an anchor the document uses
+    /// (`common: &common {…}` beside `<<: *common`): it defines a shared
+    /// value rather than a field, so an unknown key here is no error.
+    pub defines_anchor: bool,
 }
 
 impl Kind {
@@ -69,9 +73,11 @@ fn check_size(text: &str, source: &str) -> Result<(), SpecErrors> {
     Ok(())
 }
 
-/// Parses a JSON document (the form stored in etcd) into the same tree.
+/// Parses a JSON document (the form stored in etcd) into the same tree. A
+/// leading UTF-8 byte-order mark is skipped, as for YAML.
 pub fn from_json(text: &str, source: &str) -> Result<Node, SpecErrors> {
     check_size(text, source)?;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
         SpecErrors::single(
             source,
@@ -125,6 +131,7 @@ fn json_node(v: serde_json::Value, source: &str, budget: &mut usize) -> Result<N
                         key,
                         key_pos: None,
                         value: json_node(value, source, budget)?,
+                        defines_anchor: false,
                     })
                 })
                 .collect::<Result<_, SpecErrors>>()?,
@@ -208,6 +215,106 @@ mod tests {
         assert!(err.to_string().starts_with("f.yaml:"), "{err}");
         let err = from_json("{\"a\": }", "/kaylee/units/x").unwrap_err();
         assert!(err.to_string().starts_with("/kaylee/units/x:1:"), "{err}");
+    }
+
+    fn entries(node: &Node) -> Vec<(String, String)> {
+        let Kind::Map(entries) = &node.kind else {
+            panic!("not a mapping: {node:?}")
+        };
+        entries
+            .iter()
+            .map(|e| match &e.value.kind {
+                Kind::Scalar { text, .. } => (e.key.clone(), text.clone()),
+                other => (e.key.clone(), other.describe().to_string()),
+            })
+            .collect()
+    }
+
+    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_skipped() {
+        let n = from_yaml("\u{feff}name: x\n", "f").unwrap();
+        assert_eq!(entries(&n), pairs(&[("name", "x")]));
+        let Kind::Map(e) = &n.kind else { panic!() };
+        assert_eq!(e[0].key_pos, Some(Pos { line: 1, col: 1 }));
+        let n = from_json("\u{feff}{\"name\": \"x\"}", "k").unwrap();
+        assert_eq!(entries(&n), pairs(&[("name", "x")]));
+    }
+
+    #[test]
+    fn merge_keys_apply_with_explicit_keys_winning() {
+        let n = from_yaml(
+            "base: &b {image: a, cmd: c}\nu:\n  <<: *b\n  image: mine\n",
+            "f",
+        )
+        .unwrap();
+        // `base` only defines what `u` merges.
+        let Kind::Map(top) = &n.kind else { panic!() };
+        assert!(top[0].defines_anchor && !top[1].defines_anchor);
+        assert_eq!(
+            entries(&top[1].value),
+            pairs(&[("cmd", "c"), ("image", "mine")])
+        );
+        // Inline, and a list merged in order: earlier mappings win.
+        let n = from_yaml("<<: {a: 1}\nb: 2\n", "f").unwrap();
+        assert_eq!(entries(&n), pairs(&[("a", "1"), ("b", "2")]));
+        let n = from_yaml(
+            "x: &x {a: 1, b: 1}\ny: &y {b: 2, c: 2}\nz:\n  <<: [*x, *y]\n  c: 3\n",
+            "f",
+        )
+        .unwrap();
+        let Kind::Map(top) = &n.kind else { panic!() };
+        assert_eq!(
+            entries(&top[2].value),
+            pairs(&[("a", "1"), ("b", "1"), ("c", "3")])
+        );
+        // A quoted key is a plain string, not a merge.
+        let n = from_yaml("'<<': {a: 1}\n", "f").unwrap();
+        assert_eq!(entries(&n), pairs(&[("<<", "a mapping")]));
+    }
+
+    #[test]
+    fn merged_entries_keep_where_they_were_written() {
+        let n = from_yaml("a: &a\n  k: 1\nb:\n  <<: *a\n", "f").unwrap();
+        let Kind::Map(top) = &n.kind else { panic!() };
+        let Kind::Map(b) = &top[1].value.kind else {
+            panic!()
+        };
+        assert_eq!(b[0].key_pos, Some(Pos { line: 2, col: 3 }));
+    }
+
+    #[test]
+    fn merging_large_mappings_stays_fast() {
+        let keys: String = (0..15_000).map(|i| format!("k{i}: 1\n")).collect();
+        let indented: String = keys.lines().map(|l| format!("  {l}\n")).collect();
+        let text = format!("a: &a\n{indented}b:\n  <<: *a\n{indented}");
+        let started = std::time::Instant::now();
+        // 15,000 keys each way keep it within the node budget.
+        if let Err(e) = from_yaml(&text, "f") {
+            panic!("{e}");
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    }
+
+    #[test]
+    fn bad_merge_values_are_refused_with_position() {
+        let err = from_yaml("a: 1\n<<: 5\n", "f.yaml").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "f.yaml:2:1: merge key `<<` takes a mapping or a list of mappings, found a scalar"
+        );
+        let err = from_yaml("<<: [{a: 1}, x]\n", "f.yaml").unwrap_err();
+        assert!(
+            err.to_string().contains("found a scalar in its list"),
+            "{err}"
+        );
+        let err = from_yaml("<<: {a: 1}\n<<: {b: 1}\n", "f.yaml").unwrap_err();
+        assert_eq!(err.to_string(), "f.yaml:2:1: duplicate key `<<`");
     }
 
     #[test]

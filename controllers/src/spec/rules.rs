@@ -52,25 +52,102 @@ pub fn image(s: &str) -> Rule {
     Ok(())
 }
 
-/// One argv word: any text without NUL (checked when decoding) that fits on
-/// one fleet unit line once escaped.
+/// One argv word, every byte literal: any text without NUL (checked when
+/// decoding) that fits on one unit-file line once escaped.
 pub fn argv_word(s: &str) -> Rule {
-    let escaped = quote::exec_word(s).len();
+    fits(quote::exec_word(s).len())
+}
+
+/// One argv word in which `${NAME}` is a reference systemd expands (env
+/// values, `dockerArgs` and `cmd` words), measured as it is written.
+pub fn argv_word_expanding(s: &str) -> Rule {
+    fits(quote::exec_word_expanding(s).len())
+}
+
+fn fits(escaped: usize) -> Rule {
     if escaped > quote::MAX_WORD_BYTES {
         return Err(format!(
-            "is {escaped} bytes once escaped for systemd; fleet refuses unit lines over {} bytes, so one word may be at most {} bytes",
-            quote::MAX_LINE_BYTES,
-            quote::MAX_WORD_BYTES
+            "is {escaped} bytes once escaped for systemd; the limit is {} bytes, so that every unit-file line stays within the {} bytes systemd and fleet read",
+            quote::MAX_WORD_BYTES,
+            quote::MAX_LINE_BYTES
         ));
     }
     Ok(())
 }
 
-pub fn cmd(s: &str) -> Rule {
+/// Text split into words like a POSIX shell would (quotes group words,
+/// backslashes escape, no expansion), each checked as an argv word.
+fn shell_words(s: &str) -> Result<Vec<String>, String> {
+    if starts_comment(s) {
+        return Err(
+            "has a `#` at the start of a word, which a shell reads as a comment that drops the rest: quote it (`'#…'`)"
+                .into(),
+        );
+    }
     let words = shlex::split(s).ok_or_else(|| {
         "cannot be split into words: unbalanced quote or trailing backslash".to_string()
     })?;
-    words.iter().try_for_each(|w| argv_word(w))
+    for w in &words {
+        argv_word_expanding(w)?;
+    }
+    Ok(words)
+}
+
+/// Whether `s` holds a shell comment: a `#` that starts a word outside
+/// quotes. The original Kaylee let systemd split these values, for which
+/// `#` is an ordinary character; shlex would drop the rest of the value
+/// without a word, so such a value is refused rather than changed.
+fn starts_comment(s: &str) -> bool {
+    let mut word_start = true;
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            ' ' | '\t' | '\n' => {
+                word_start = true;
+                continue;
+            }
+            '#' if word_start => return true,
+            '\\' => {
+                chars.next();
+            }
+            '\'' => {
+                for q in chars.by_ref() {
+                    if q == '\'' {
+                        break;
+                    }
+                }
+            }
+            '"' => {
+                while let Some(q) = chars.next() {
+                    match q {
+                        '\\' => {
+                            chars.next();
+                        }
+                        '"' => break,
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+        word_start = false;
+    }
+    false
+}
+
+pub fn cmd(s: &str) -> Rule {
+    shell_words(s).map(|_| ())
+}
+
+/// One `dockerArgs` item: split into words like `cmd`, so `-p 8080:80` is
+/// two arguments as it was when the original Kaylee let systemd split it.
+pub fn docker_arg(s: &str) -> Rule {
+    if shell_words(s)?.is_empty() {
+        return Err(
+            "is no argument at all once split into words (write `''` for an empty one)".into(),
+        );
+    }
+    Ok(())
 }
 
 pub fn env_name(s: &str) -> Rule {
@@ -192,12 +269,6 @@ pub fn check_unit(unit: &Unit, report: &mut dyn FnMut(&str, String)) {
             "cannot be combined with spec.machineId".into(),
         );
     }
-    if s.global && !s.conflicts.is_empty() {
-        report(
-            "spec.conflicts",
-            "fleet does not allow conflicts on global units".into(),
-        );
-    }
     if s.max_replicas_per_host.is_some()
         && s.replicas.is_none()
         && !s.global
@@ -216,7 +287,7 @@ pub fn check_unit(unit: &Unit, report: &mut dyn FnMut(&str, String)) {
                 format!("duplicate variable `{}`", e.name),
             );
         }
-        if let Err(why) = argv_word(&format!("{}={}", e.name, e.value)) {
+        if let Err(why) = argv_word_expanding(&format!("{}={}", e.name, e.value)) {
             report(&format!("spec.env[{i}].value"), why);
         }
     }

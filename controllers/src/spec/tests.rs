@@ -165,15 +165,15 @@ fn every_validation_error_names_the_field() {
         ),
         (
             "  progressDeadline: 0\n",
-            "spec.progressDeadline: must be between 1 and 86400, got 0",
+            "spec.progressDeadline: must be between 1 and 86400 seconds, got 0",
         ),
         (
             "  progressDeadline: 2 days\n",
-            "spec.progressDeadline: must be between 1s and 86400s, got 2 days",
+            "spec.progressDeadline: must be between 1 and 86400 seconds, got 172800",
         ),
         (
             "  progressDeadline: soon\n",
-            "spec.progressDeadline: expected seconds or a duration such as `10m`",
+            "spec.progressDeadline: expected seconds or a duration like `5m`, got `soon`",
         ),
         (
             "  progressDeadline: 1.5s\n",
@@ -261,8 +261,44 @@ fn every_validation_error_names_the_field() {
             "spec.global: cannot be combined with spec.machineId",
         ),
         (
-            "  global: true\n  conflicts: [db]\n",
-            "spec.conflicts: fleet does not allow conflicts on global units",
+            "  pull: sometimes\n",
+            "u.yaml:4:9: spec.pull: must be always, missing or never, got `sometimes`",
+        ),
+        (
+            "  pull: IfNotPresent\n",
+            "spec.pull: must be always, missing or never, got `IfNotPresent` (did you mean `missing`?)",
+        ),
+        (
+            "  pullTimeout: 0\n",
+            "spec.pullTimeout: must be between 1 and 86400 seconds, got 0",
+        ),
+        (
+            "  pullTimeout: 2d\n",
+            "spec.pullTimeout: must be between 1 and 86400 seconds, got 172800",
+        ),
+        (
+            "  pullTimeout: 1500ms\n",
+            "spec.pullTimeout: must be whole seconds",
+        ),
+        (
+            "  pullTimeout: soon\n",
+            "spec.pullTimeout: expected seconds or a duration like `5m`, got `soon`",
+        ),
+        (
+            "  dockerArgs: ['-p 80:80', \"--label 'a b\"]\n",
+            "u.yaml:4:28: spec.dockerArgs[1]: cannot be split into words: unbalanced quote",
+        ),
+        (
+            "  dockerArgs: ['  ']\n",
+            "spec.dockerArgs[0]: is no argument at all once split into words",
+        ),
+        (
+            "  dockerArgs: ['--label', '#1']\n",
+            "spec.dockerArgs[1]: has a `#` at the start of a word",
+        ),
+        (
+            "  cmd: 'run # later'\n",
+            "spec.cmd: has a `#` at the start of a word",
         ),
         (
             "  conflicts: ['k:db']\n",
@@ -393,19 +429,154 @@ fn hostile_but_legal_values_are_kept_verbatim() {
 
 #[test]
 fn volume_options_are_measured_with_their_flag() {
-    // Rendered as the single word `--opt=<options>`: 1994 bytes of options
-    // fit a word alone but not with the flag, and would overflow the line.
     let doc = |options: &str| {
         serde_json::json!({"name": "v", "spec": {"image": "busybox", "volumes": [
             {"id": "data", "path": "/data", "options": options}
         ]}})
         .to_string()
     };
-    let err = from_json(&doc(&"o".repeat(1994)), "k").unwrap_err();
+    // Rendered as the single word `--opt=<options>`: 2040 bytes of options
+    // fit a word alone but not with the flag, and would overflow the line.
+    let err = from_json(&doc(&"o".repeat(2040)), "k").unwrap_err();
     assert_eq!(err.0.len(), 1, "{err}");
     assert_eq!(err.0[0].field, "spec.volumes[0].options");
     assert!(err.0[0].message.contains("--opt="), "{err}");
-    assert!(from_json(&doc(&"o".repeat(1990)), "k").is_ok());
+    assert!(from_json(&doc(&"o".repeat(2036)), "k").is_ok());
+}
+
+#[test]
+fn the_word_limit_is_one_number_in_the_message() {
+    let doc = |len: usize| {
+        serde_json::json!({"name": "w", "spec": {"image": "x", "dockerArgs": ["y".repeat(len)]}})
+            .to_string()
+    };
+    assert!(from_json(&doc(crate::fleet::quote::MAX_WORD_BYTES), "k").is_ok());
+    let text = err_text(from_json(
+        &doc(crate::fleet::quote::MAX_WORD_BYTES + 1),
+        "k",
+    ));
+    assert_eq!(
+        text,
+        "k: spec.dockerArgs[0]: is 2043 bytes once escaped for systemd; the limit is 2042 bytes, \
+         so that every unit-file line stays within the 2046 bytes systemd and fleet read"
+    );
+}
+
+#[test]
+fn pull_policy_and_timeout() {
+    let u = with("  pull: never\n  pullTimeout: 90s\n").unwrap();
+    assert_eq!(u.spec.pull, Some(PullPolicy::Never));
+    assert_eq!(u.pull_policy(), PullPolicy::Never);
+    assert_eq!(u.pull_timeout_secs(), 90);
+    assert!(
+        u.to_json().contains(r#""pull":"never","pullTimeout":90"#),
+        "{}",
+        u.to_json()
+    );
+    assert_eq!(from_json(&u.to_json(), "k").unwrap(), u);
+    let u = with("  pullTimeout: 600\n").unwrap();
+    assert_eq!(u.pull_timeout_secs(), 600);
+    assert_eq!(
+        with("  pullTimeout: '1h'\n").unwrap().pull_timeout_secs(),
+        3600
+    );
+    // Absent: the default by tag (nginx:1 is pinned), five minutes.
+    let u = with("").unwrap();
+    assert_eq!((u.spec.pull, u.pull_policy()), (None, PullPolicy::Missing));
+    assert_eq!(u.pull_timeout_secs(), DEFAULT_PULL_TIMEOUT_SECS);
+    assert!(!u.to_json().contains("pull"));
+}
+
+#[test]
+fn docker_args_split_like_a_shell() {
+    let split = |args: &str| {
+        with(&format!("  dockerArgs: {args}\n"))
+            .unwrap()
+            .docker_args()
+    };
+    assert_eq!(split("['-p 8080:80']"), split("['-p', '8080:80']"));
+    assert_eq!(split("['-p 8080:80']"), ["-p", "8080:80"]);
+    assert_eq!(
+        split("['--log-opt max-size=10m', '-v /tmp:/x']"),
+        ["--log-opt", "max-size=10m", "-v", "/tmp:/x"]
+    );
+    assert_eq!(
+        split(r#"["--label 'a b=c d'", "-e \"X=1 2\"", "''"]"#),
+        ["--label", "a b=c d", "-e", "X=1 2", ""]
+    );
+    assert_eq!(split("['--label=#1', 'a#b']"), ["--label=#1", "a#b"]);
+    // The stored form keeps the items as written.
+    let u = with("  dockerArgs: ['-p 8080:80']\n").unwrap();
+    assert_eq!(u.spec.docker_args, ["-p 8080:80"]);
+}
+
+#[test]
+fn global_units_may_have_conflicts() {
+    let u = with("  global: true\n  conflicts: [db]\n").unwrap();
+    assert_eq!(u.layout(), Layout::Global);
+    assert_eq!(u.spec.conflicts, ["db"]);
+}
+
+#[test]
+fn a_file_with_a_byte_order_mark_reads_as_without() {
+    let u = yaml(&format!("\u{feff}{COUNTLY}")).unwrap();
+    assert_eq!(u, yaml(COUNTLY).unwrap());
+}
+
+#[test]
+fn merge_keys_work_as_in_the_original() {
+    let text = "\
+common: &common
+  image: nginx:1
+  env:
+  - name: A
+    value: a
+name: web
+spec:
+  <<: *common
+  replicas: 2
+";
+    // `common` only defines the anchor the spec uses: not a field.
+    let u = yaml(text).unwrap();
+    assert_eq!(u.spec.image, "nginx:1");
+    assert_eq!(u.spec.env[0].value, "a");
+    assert_eq!(u.spec.replicas, Some(2));
+    assert!(!u.to_json().contains("common"));
+    // A top-level key no alias uses is still an unknown field.
+    let err = err_text(yaml("commn: &c {image: x}\nname: web\nspec: {image: y}\n"));
+    assert!(err.contains("u.yaml:1:1: commn: unknown field"), "{err}");
+
+    let text = "\
+name: web
+spec:
+  <<: {image: 'nginx:1', replicas: 3}
+  replicas: 2
+";
+    let u = yaml(text).unwrap();
+    assert_eq!(
+        (u.spec.image.as_str(), u.spec.replicas),
+        ("nginx:1", Some(2))
+    );
+
+    // A list of mappings merges in order; errors inside merged values
+    // point to where they were written.
+    let text = "\
+name: &n web
+spec:
+  <<: [{image: 'a:1', cmd: first}, {image: 'b:1', cmd: second, pull: soon}]
+";
+    let err = err_text(yaml(text));
+    assert_eq!(
+        err,
+        "u.yaml:3:70: spec.pull: must be always, missing or never, got `soon`"
+    );
+    let text =
+        "name: web\nspec:\n  <<: [{image: 'a:1', cmd: first}, {image: 'b:1', cmd: second}]\n";
+    let u = yaml(text).unwrap();
+    assert_eq!(
+        (u.spec.image.as_str(), u.spec.cmd.as_deref()),
+        ("a:1", Some("first"))
+    );
 }
 
 #[test]

@@ -3,6 +3,7 @@
 //! exactly the same code on their inputs.
 
 use super::systemd;
+use super::words::{LINE_LIMIT, expected_word};
 use kaylee_controllers::fleet::unitfile::{deserialize, serialize};
 use kaylee_controllers::fleet::{RenderOptions, render};
 use kaylee_controllers::spec::{self, Unit};
@@ -29,7 +30,7 @@ fn round_trip(unit: &Unit) {
 }
 
 /// Parse (YAML, else JSON), render, and read every unit back as systemd and
-/// fleet would: no problem reported, no line over fleet's limit, and the
+/// fleet would: no problem reported, no line over systemd's limit, and the
 /// go-systemd round trip keeps the bytes.
 pub fn render_split(data: &[u8]) {
     let Some(unit) = spec_yaml(data).or_else(|| spec_json(data)) else {
@@ -38,7 +39,7 @@ pub fn render_split(data: &[u8]) {
     for u in render(&unit, "fuzz", &RenderOptions::default()).units {
         let read = systemd::parse(&u.text);
         assert!(read.problems.is_empty(), "{:?}\n{}", read.problems, u.text);
-        assert!(u.text.lines().all(|l| l.len() <= 2048), "{}", u.text);
+        assert!(u.text.lines().all(|l| l.len() <= LINE_LIMIT), "{}", u.text);
         let options = deserialize(&u.text).expect("fleet reads what Kaylee writes");
         assert_eq!(serialize(&options), u.text);
         let exec = read
@@ -46,12 +47,10 @@ pub fn render_split(data: &[u8]) {
             .next()
             .expect("one ExecStart");
         let argv = &exec.commands[0].argv;
-        assert_eq!(
-            argv.last().map(String::as_str),
-            unit.cmd_args()
-                .last()
-                .map(String::as_str)
-                .or(Some(unit.spec.image.as_str()))
-        );
+        let last = match unit.cmd_args().last() {
+            Some(word) => expected_word(word),
+            None => unit.spec.image.clone(),
+        };
+        assert_eq!(argv.last(), Some(&last));
     }
 }

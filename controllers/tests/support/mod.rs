@@ -4,3 +4,4 @@
 pub mod fuzz_checks;
 pub mod systemd;
 pub mod units;
+pub mod words;

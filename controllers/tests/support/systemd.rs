@@ -5,8 +5,12 @@
 //!
 //! Besides the options and the argv of every `Exec*=` command, it reports
 //! everything a value should never cause: an unescaped `%` specifier, a `$`
-//! substitution, a command separator, a comment line inside a continued
-//! value, and any syntax that systemd might read differently from us.
+//! substitution other than a `${NAME}` reference, a command separator, a
+//! comment line inside a continued value, and any syntax that systemd might
+//! read differently from us. A `${NAME}` reference (NAME a shell
+//! identifier) is the one substitution Kaylee means to write; in an argv
+//! it appears as [`reference`]`(NAME)`, which no value can spell (values
+//! never hold NUL).
 
 /// systemd's whitespace: words and lines are split and stripped on these.
 const WS: &[char] = &[' ', '\t', '\n', '\r'];
@@ -369,10 +373,51 @@ fn expand_specifiers(s: &str, line: usize, p: &mut Vec<Problem>) -> String {
     expand(s, '%', line, Kind::Specifier, p)
 }
 
-/// systemd.service(5): `$$` is a literal `$`; `$NAME` and `${NAME}` are
-/// substituted. Any other lone `$` is reported too: it is never intended.
+/// What a `${NAME}` reference becomes in an argv here: systemd puts the
+/// variable's value there, as part of the one word.
+pub fn reference(name: &str) -> String {
+    format!("\0{name}\0")
+}
+
+/// systemd.service(5): `$$` is a literal `$`; `${NAME}` is replaced by the
+/// variable's value within its word, `$NAME` as a word of its own by the
+/// value split at whitespace. A `${NAME}` with NAME a shell identifier
+/// becomes [`reference`]; any other `$` is reported: never intended.
 fn expand_variables(s: &str, line: usize, p: &mut Vec<Problem>) -> String {
-    expand(s, '$', line, Kind::Variable, p)
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 1..];
+        if let Some(tail) = after.strip_prefix('$') {
+            out.push('$');
+            rest = tail;
+            continue;
+        }
+        let name = after.strip_prefix('{').and_then(|b| {
+            let end = b.find('}')?;
+            let name = &b[..end];
+            let mut chars = name.chars();
+            let first = chars.next()?;
+            let ident = (first.is_ascii_alphabetic() || first == '_')
+                && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+            ident.then_some(name)
+        });
+        match name {
+            Some(name) => {
+                out.push_str(&reference(name));
+                rest = &after[name.len() + 2..];
+            }
+            None => {
+                let shown: String = after.chars().take(8).collect();
+                push(p, line, Kind::Variable, format!("${shown}"));
+                out.push('$');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 fn expand(s: &str, sigil: char, line: usize, kind: Kind, p: &mut Vec<Problem>) -> String {

@@ -2,12 +2,14 @@
 //! must produce, computed from the generated fields alone (never from the
 //! library's model or quoting).
 
+pub use super::words::expected_word;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
 pub const DOCKER: &str = "/usr/bin/docker";
-/// fleet's bufio limit: a longer physical line makes fleet drop the unit.
-pub const FLEET_LINE_LIMIT: usize = 2048;
+/// What the unit's start may take beyond the pull (TimeoutStartSec).
+pub const START_MARGIN_SECS: u32 = 120;
+pub const DEFAULT_PULL_TIMEOUT_SECS: u32 = 300;
 
 /// Characters that mean something to systemd, fleet, a shell or a line reader.
 const TRICKY: &[char] = &[
@@ -37,6 +39,9 @@ pub struct GenVolume {
 pub struct GenUnit {
     pub name: String,
     pub image: String,
+    /// `always`, `missing`, `never`, or absent (the default by tag).
+    pub pull: Option<String>,
+    pub pull_timeout: Option<u32>,
     pub layout: Layout,
     pub cmd: Option<String>,
     pub env_files: Vec<String>,
@@ -89,16 +94,50 @@ fn tiny_word() -> impl Strategy<Value = String> {
     prop::collection::vec(prop::sample::select(TINY), 0..3).prop_map(|v| v.into_iter().collect())
 }
 
-pub fn value() -> impl Strategy<Value = String> {
-    prop_oneof![8 => short_text(), 2 => tiny_word(), 1 => long_text()]
+/// `${NAME}` references, their `$${NAME}` escape, and near misses that
+/// must stay literal.
+fn dollar_text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        3 => "\\$\\{[A-Za-z_][A-Za-z0-9_]{0,6}\\}",
+        2 => "\\$\\$\\{[A-Za-z_][A-Za-z0-9_]{0,4}\\}",
+        1 => "\\$\\{[^}\\x00]{0,4}\\}?",
+        1 => "\\$+[A-Za-z0-9{}]{0,3}",
+    ]
 }
 
-/// A few arbitrary docker args, or many short plain ones that make
-/// `ExecStart=` wrap at every possible position near the line limit.
-fn docker_args() -> impl Strategy<Value = Vec<String>> {
+/// Text with references and near misses among tricky characters.
+fn referring_text() -> impl Strategy<Value = String> {
+    prop::collection::vec(prop_oneof![short_text(), dollar_text()], 1..4)
+        .prop_map(|parts| parts.concat())
+}
+
+pub fn value() -> impl Strategy<Value = String> {
     prop_oneof![
-        6 => prop::collection::vec(value(), 0..4),
+        8 => short_text(),
+        2 => tiny_word(),
+        1 => long_text(),
+        3 => referring_text(),
+    ]
+}
+
+/// Docker args: items that are shell-quoted words (one or several per
+/// item), a few arbitrary items (which may not split), or many short plain
+/// ones that make `ExecStart=` wrap at every possible position near the
+/// line limit.
+fn docker_args() -> impl Strategy<Value = Vec<String>> {
+    let quoted_item = prop::collection::vec(value(), 1..3)
+        .prop_map(|w| shlex::try_join(w.iter().map(String::as_str)).unwrap_or_default());
+    let item = prop_oneof![4 => quoted_item, 1 => value()];
+    prop_oneof![
+        6 => prop::collection::vec(item, 0..4),
         1 => prop::collection::vec("[a-z0-9=.-]{1,16}", 100..400),
+    ]
+}
+
+fn pull() -> impl Strategy<Value = Option<String>> {
+    prop_oneof![
+        2 => Just(None),
+        1 => prop::sample::select(&["always", "missing", "never"][..]).prop_map(|p| Some(p.to_string())),
     ]
 }
 
@@ -157,8 +196,16 @@ pub fn unit() -> impl Strategy<Value = GenUnit> {
     );
     let lists = (env, volumes, env_files, machine, conflicts);
     let args = docker_args();
-    (names, layout(), cmd(), lists, args).prop_map(
-        |((name, image), layout, cmd, (env, volumes, env_files, machine, conflicts), args)| {
+    let pulls = (pull(), prop::option::of(1u32..=86_400));
+    (names, layout(), cmd(), lists, args, pulls).prop_map(
+        |(
+            (name, image),
+            layout,
+            cmd,
+            (env, volumes, env_files, machine, conflicts),
+            args,
+            (pull, pull_timeout),
+        )| {
             // Names must be unique: suffix each with its index.
             let env = env
                 .into_iter()
@@ -173,13 +220,11 @@ pub fn unit() -> impl Strategy<Value = GenUnit> {
                     ..v
                 })
                 .collect();
-            let conflicts = match layout {
-                Layout::Global => Vec::new(), // fleet refuses conflicts on global units
-                _ => conflicts,
-            };
             GenUnit {
                 name,
                 image,
+                pull,
+                pull_timeout,
                 layout,
                 cmd,
                 env_files,
@@ -197,6 +242,12 @@ impl GenUnit {
     pub fn to_json(&self) -> String {
         let mut spec = serde_json::Map::new();
         spec.insert("image".into(), json!(self.image));
+        if let Some(p) = &self.pull {
+            spec.insert("pull".into(), json!(p));
+        }
+        if let Some(t) = self.pull_timeout {
+            spec.insert("pullTimeout".into(), json!(t));
+        }
         match &self.layout {
             Layout::Replicated { replicas, max } => {
                 spec.insert("replicas".into(), json!(replicas));
@@ -237,12 +288,44 @@ impl GenUnit {
         }
     }
 
-    /// The intended argv of `cmd`: split like a POSIX shell.
+    /// The intended words of `cmd`: split like a POSIX shell.
     pub fn cmd_words(&self) -> Option<Vec<String>> {
         match &self.cmd {
             None => Some(Vec::new()),
             Some(c) => shlex::split(c),
         }
+    }
+
+    /// The intended words of the docker args: each item split like a POSIX
+    /// shell; `None` if an item does not split.
+    pub fn docker_words(&self) -> Option<Vec<String>> {
+        let mut words = Vec::new();
+        for item in &self.docker_args {
+            words.extend(shlex::split(item)?);
+        }
+        Some(words)
+    }
+
+    /// The pull policy in effect: the given one, else Kubernetes' default
+    /// (`always` for a `latest` tag or neither tag nor digest).
+    pub fn pull_policy(&self) -> String {
+        if let Some(p) = &self.pull {
+            return p.clone();
+        }
+        let (name, digest) = match self.image.split_once('@') {
+            Some((n, _)) => (n, true),
+            None => (self.image.as_str(), false),
+        };
+        let last = name.rsplit('/').next().unwrap_or(name);
+        let latest = match last.split_once(':') {
+            Some((_, tag)) => tag == "latest",
+            None => !digest,
+        };
+        if latest { "always" } else { "missing" }.to_string()
+    }
+
+    pub fn pull_timeout(&self) -> u32 {
+        self.pull_timeout.unwrap_or(DEFAULT_PULL_TIMEOUT_SECS)
     }
 
     /// `(section, key)` of every option the unit text must hold, in order.
@@ -263,6 +346,7 @@ impl GenUnit {
         k.extend([
             ("Service", "ExecStart"),
             ("Service", "ExecStop"),
+            ("Service", "SuccessExitStatus"),
             ("Service", "Restart"),
             ("Service", "RestartSec"),
         ]);
@@ -288,14 +372,16 @@ impl GenUnit {
             .map(String::from)
             .to_vec();
         for (n, v) in &self.env {
-            argv.extend(["-e".to_string(), format!("{n}={v}")]);
+            argv.extend(["-e".to_string(), expected_word(&format!("{n}={v}"))]);
         }
         for v in &self.volumes {
             argv.extend(["-v".to_string(), format!("{}:{}", v.id, v.path)]);
         }
-        argv.extend(self.docker_args.iter().cloned());
+        let args = self.docker_words().unwrap_or_default();
+        argv.extend(args.iter().map(|w| expected_word(w)));
         argv.push(self.image.clone());
-        argv.extend(self.cmd_words().unwrap_or_default());
+        let cmd = self.cmd_words().unwrap_or_default();
+        argv.extend(cmd.iter().map(|w| expected_word(w)));
         argv
     }
 
@@ -313,7 +399,33 @@ impl GenUnit {
                 ("", w)
             })
             .collect();
-        pre.push(("", own(&[DOCKER, "pull", &self.image])));
+        let timeout = self.pull_timeout().to_string();
+        let pull = match self.pull_policy().as_str() {
+            "always" => own(&[
+                "/usr/bin/timeout",
+                "-k",
+                "10",
+                &timeout,
+                DOCKER,
+                "pull",
+                &self.image,
+            ]),
+            "missing" => {
+                let script = format!(
+                    "{DOCKER} inspect --type=image \"$1\" >/dev/null 2>&1 || \
+                     exec /usr/bin/timeout -k 10 {timeout} {DOCKER} pull \"$1\""
+                );
+                own(&["/bin/sh", "-c", &script, "kaylee-pull", &self.image])
+            }
+            _ => own(&[
+                DOCKER,
+                "inspect",
+                "--type=image",
+                "--format={{.Id}}",
+                &self.image,
+            ]),
+        };
+        pre.push(("", pull));
         pre.push(("-", own(&[DOCKER, "kill", container])));
         pre.push(("-", own(&[DOCKER, "rm", container])));
         pre

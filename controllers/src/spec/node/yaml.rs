@@ -1,10 +1,19 @@
 //! The YAML side of the document tree: yaml-rust2's event stream built into
 //! [`Node`]s with line and column, anchors and aliases resolved within the
-//! node budget, nesting bounded.
+//! node budget, nesting bounded, and YAML 1.1 merge keys (`<<`) applied as
+//! the original Kaylee's parser did.
+//!
+//! The original read units with Go's YAML decoder, which ignores unknown
+//! fields, so its units keep shared values under a top-level key of their
+//! own (`common: &common {…}`) and merge them (`<<: *common`). Kaylee
+//! refuses unknown fields to catch typos; a top-level entry whose value is
+//! an anchor the document uses is marked as a definition
+//! ([`Entry::defines_anchor`]), which the decoder does not take for an
+//! unknown field. A typo is never both anchored and used.
 
 use super::{Entry, Kind, MAX_DEPTH, MAX_NODES, Node, check_size};
 use crate::spec::error::{Pos, SpecErrors};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use yaml_rust2::parser::{Event, Parser, Tag};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
 
@@ -25,16 +34,40 @@ enum Frame {
     },
     Map {
         entries: Vec<Entry>,
-        key: Option<(String, Pos)>,
+        /// The keys of `entries`, so a duplicate is found without a scan
+        /// (a hostile mapping may have tens of thousands).
+        seen: HashSet<String>,
+        key: Option<Key>,
+        /// Values of the merge key `<<`, with where they were written and
+        /// the index in `entries` their keys go to.
+        merges: Vec<Merge>,
         pos: Option<Pos>,
         anchor: usize,
     },
+}
+
+/// A mapping key waiting for its value.
+struct Key {
+    text: String,
+    pos: Pos,
+    /// A plain `<<`: YAML 1.1's merge key (a quoted `"<<"` is a string).
+    merge: bool,
+}
+
+struct Merge {
+    value: Node,
+    pos: Pos,
+    at: usize,
 }
 
 struct Builder<'a> {
     source: &'a str,
     stack: Vec<Frame>,
     anchors: HashMap<usize, Node>,
+    /// Anchors some alias refers to.
+    used: HashSet<usize>,
+    /// Top-level keys whose value carries an anchor, with the anchor.
+    top_anchors: Vec<(String, usize)>,
     nodes: usize,
     root: Option<Node>,
     documents: usize,
@@ -66,6 +99,9 @@ impl Builder<'_> {
     fn finish(&mut self, mut node: Node, anchor: usize) -> Result<(), SpecErrors> {
         if anchor != 0 {
             self.anchors.insert(anchor, node.clone());
+            if let [Frame::Map { key: Some(key), .. }] = self.stack.as_slice() {
+                self.top_anchors.push((key.text.clone(), anchor));
+            }
         }
         let pos = node.pos.unwrap_or(Pos { line: 0, col: 0 });
         if let Some(Frame::Seq { pos: p @ None, .. } | Frame::Map { pos: p @ None, .. }) =
@@ -82,13 +118,38 @@ impl Builder<'_> {
                 items.push(node);
                 Ok(())
             }
-            Some(Frame::Map { entries, key, .. }) => match key.take() {
-                Some((k, key_pos)) => {
+            Some(Frame::Map {
+                entries,
+                seen,
+                key,
+                merges,
+                ..
+            }) => match key.take() {
+                Some(Key {
+                    pos: key_pos,
+                    merge: true,
+                    ..
+                }) => {
+                    if !merges.is_empty() {
+                        return Err(self.fail(key_pos, "duplicate key `<<`"));
+                    }
+                    merges.push(Merge {
+                        value: node,
+                        pos: key_pos,
+                        at: entries.len(),
+                    });
+                    Ok(())
+                }
+                Some(Key {
+                    text: k,
+                    pos: key_pos,
+                    merge: false,
+                }) => {
                     // A nested collection is best pointed at by its key.
                     if matches!(node.kind, Kind::Seq(_) | Kind::Map(_)) {
                         node.pos = Some(key_pos);
                     }
-                    if entries.iter().any(|e| e.key == k) {
+                    if !seen.insert(k.clone()) {
                         return Err(SpecErrors::single(
                             self.source,
                             "",
@@ -100,16 +161,22 @@ impl Builder<'_> {
                         key: k,
                         key_pos: Some(key_pos),
                         value: node,
+                        defines_anchor: false,
                     });
                     Ok(())
                 }
                 None => match node.kind {
-                    Kind::Scalar { text, .. } => {
-                        *key = Some((text, pos));
+                    Kind::Scalar { text, quoted } => {
+                        let merge = !quoted && text == "<<";
+                        *key = Some(Key { text, pos, merge });
                         Ok(())
                     }
                     Kind::Null => {
-                        *key = Some((String::new(), pos));
+                        *key = Some(Key {
+                            text: String::new(),
+                            pos,
+                            merge: false,
+                        });
                         Ok(())
                     }
                     other => Err(self.fail(
@@ -119,6 +186,52 @@ impl Builder<'_> {
                 },
             },
         }
+    }
+
+    /// Applies a mapping's merge key (YAML 1.1, yaml.org/type/merge.html):
+    /// its mapping's entries, or those of each mapping of its list in
+    /// order, join the mapping where `<<` was written, unless a key is
+    /// already there: explicit keys win, then earlier mappings of the list.
+    fn merge(&self, entries: &mut Vec<Entry>, merges: Vec<Merge>) -> Result<(), SpecErrors> {
+        for Merge { value, pos, at } in merges {
+            let maps = match value.kind {
+                Kind::Map(from) => vec![from],
+                Kind::Seq(items) => items
+                    .into_iter()
+                    .map(|item| match item.kind {
+                        Kind::Map(from) => Ok(from),
+                        other => Err(self.fail(
+                            item.pos.unwrap_or(pos),
+                            format!(
+                                "merge key `<<` takes a mapping or a list of mappings, found {} in its list",
+                                other.describe()
+                            ),
+                        )),
+                    })
+                    .collect::<Result<_, _>>()?,
+                other => {
+                    return Err(self.fail(
+                        pos,
+                        format!(
+                            "merge key `<<` takes a mapping or a list of mappings, found {}",
+                            other.describe()
+                        ),
+                    ));
+                }
+            };
+            // A set, not a scan per key: a hostile document may merge
+            // mappings of tens of thousands of keys.
+            let mut taken: HashSet<String> = entries.iter().map(|e| e.key.clone()).collect();
+            let mut merged: Vec<Entry> = Vec::new();
+            for entry in maps.into_iter().flatten() {
+                if taken.insert(entry.key.clone()) {
+                    merged.push(entry);
+                }
+            }
+            let at = at.min(entries.len());
+            entries.splice(at..at, merged);
+        }
+        Ok(())
     }
 
     fn scalar(
@@ -177,7 +290,9 @@ impl Builder<'_> {
                 self.no_tag(tag, pos)?;
                 let frame = Frame::Map {
                     entries: Vec::new(),
+                    seen: HashSet::new(),
                     key: None,
+                    merges: Vec::new(),
                     pos: None,
                     anchor,
                 };
@@ -197,22 +312,27 @@ impl Builder<'_> {
                         anchor,
                     ),
                     Some(Frame::Map {
-                        entries,
+                        mut entries,
+                        merges,
                         pos: first,
                         anchor,
                         ..
-                    }) => (
-                        Node {
-                            kind: Kind::Map(entries),
-                            pos: first.or(Some(pos)),
-                        },
-                        anchor,
-                    ),
+                    }) => {
+                        self.merge(&mut entries, merges)?;
+                        (
+                            Node {
+                                kind: Kind::Map(entries),
+                                pos: first.or(Some(pos)),
+                            },
+                            anchor,
+                        )
+                    }
                     None => return Err(self.fail(pos, "unbalanced end of collection")),
                 };
                 self.finish(node, anchor)?;
             }
             Event::Alias(id) => {
+                self.used.insert(id);
                 let Some(node) = self.anchors.get(&id).cloned() else {
                     return Err(self.fail(pos, "alias to an unknown anchor"));
                 };
@@ -244,14 +364,19 @@ fn count_nodes(node: &Node) -> usize {
     }
 }
 
-/// Parses one YAML document into a positioned tree.
+/// Parses one YAML document into a positioned tree. A leading UTF-8
+/// byte-order mark (editors on Windows write one) is skipped: yaml-rust2
+/// would read it as part of the first key.
 pub fn from_yaml(text: &str, source: &str) -> Result<Node, SpecErrors> {
     check_size(text, source)?;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut parser = Parser::new_from_str(text);
     let mut b = Builder {
         source,
         stack: Vec::new(),
         anchors: HashMap::new(),
+        used: HashSet::new(),
+        top_anchors: Vec::new(),
         nodes: 0,
         root: None,
         documents: 0,
@@ -267,6 +392,19 @@ pub fn from_yaml(text: &str, source: &str) -> Result<Node, SpecErrors> {
         })?;
         if !b.event(ev, mark)? {
             break;
+        }
+    }
+    let definitions: Vec<&str> = (b.top_anchors.iter())
+        .filter(|(_, anchor)| b.used.contains(anchor))
+        .map(|(key, _)| key.as_str())
+        .collect();
+    if let Some(Node {
+        kind: Kind::Map(entries),
+        ..
+    }) = &mut b.root
+    {
+        for e in entries.iter_mut() {
+            e.defines_anchor = definitions.contains(&e.key.as_str());
         }
     }
     match b.root {
