@@ -168,10 +168,17 @@ fn countly_replica_one_is_exactly_this_unit_file() {
     // Pinned, so that a change of hashing shows here: the unit's groups
     // come from its name and index alone, never from a spec.
     assert_eq!(
-        [r.units[0].name.group.as_str(), r.units[1].name.group.as_str()],
+        [
+            r.units[0].name.group.as_str(),
+            r.units[1].name.group.as_str()
+        ],
         ["523d18", "58f2e6"]
     );
-    let other = render(&example("countly.yaml"), "restarted", &RenderOptions::default());
+    let other = render(
+        &example("countly.yaml"),
+        "restarted",
+        &RenderOptions::default(),
+    );
     assert_ne!(other.spec_hash, r.spec_hash);
     assert_eq!(other.units[0].name.group, r.units[0].name.group);
 }

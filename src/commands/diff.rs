@@ -6,6 +6,7 @@ use super::units::{client_error, connect};
 use super::{Exit, Result, load_unit};
 use crate::cli::{EtcdArgs, FleetArgs};
 use kaylee_controllers::client::{ClientError, fleet_units};
+use kaylee_controllers::cluster_config;
 use kaylee_controllers::fleet::{RenderOptions, render};
 use kaylee_controllers::keys::FleetKeys;
 use kaylee_controllers::registry::{AnyRegistry, DEFAULT_MAX_TXN_OPS};
@@ -30,17 +31,22 @@ pub async fn run(
     if !errors.is_empty() {
         return Err(Exit::bad_input(errors.join("\n")));
     }
-    let options = RenderOptions {
+    let flags = RenderOptions {
         unit_prefix: fleet.unit_prefix.clone(),
         network_unit: network_unit.to_string(),
     };
-    options.validate().map_err(Exit::bad_input)?;
+    flags.validate().map_err(Exit::bad_input)?;
     let client = connect(etcd).await?;
+    // What the servers render with: the cluster's settings, when it has any.
+    let options = cluster_config::read(client.etcd_client(), &etcd.config())
+        .await
+        .map_err(Exit::runtime)?
+        .unwrap_or(flags);
     let registry = AnyRegistry::connect(
         fleet.api(),
         client.etcd_client().clone(),
         &etcd.config(),
-        FleetKeys::new(&fleet.fleet_prefix, &fleet.unit_prefix),
+        FleetKeys::new(&fleet.fleet_prefix, &options.unit_prefix),
         DEFAULT_MAX_TXN_OPS,
     )
     .await

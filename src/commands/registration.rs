@@ -12,10 +12,11 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
+/// Registers containers of fleet units under `unit_prefix` (the cluster's).
 /// Resolves the machine id now (a missing one is a start-up error), and
 /// connects to Docker in the background, retrying: a server whose engine
 /// is down still leads and reconciles.
-pub fn start(args: &ServerArgs, etcd: &EtcdConfig) -> Result<Option<OnSession>> {
+pub fn start(args: &ServerArgs, etcd: &EtcdConfig, unit_prefix: &str) -> Result<Option<OnSession>> {
     if args.no_registrator {
         return Ok(None);
     }
@@ -23,7 +24,8 @@ pub fn start(args: &ServerArgs, etcd: &EtcdConfig) -> Result<Option<OnSession>> 
     let (ready, wait) = watch::channel::<Option<Arc<Registrator>>>(None);
     let host = args.docker_host.clone();
     let etcd = etcd.clone();
-    let fleet = args.fleet.clone();
+    let mut fleet = args.fleet.clone();
+    fleet.unit_prefix = unit_prefix.to_string();
     tokio::spawn(async move {
         let mut delay = Duration::from_secs(1);
         loop {

@@ -115,7 +115,9 @@ pub async fn run(etcd: &EtcdArgs, args: &ServerArgs) -> Result {
     let shutdown = CancellationToken::new();
     on_signals(shutdown.clone())?;
     let mut server = Server::new(config.clone());
-    if let Some(on_session) = super::registration::start(args, &config.etcd)? {
+    // The cluster's unit prefix: which containers are Kaylee's.
+    let prefix = &config.controller.render.unit_prefix;
+    if let Some(on_session) = super::registration::start(args, &config.etcd, prefix)? {
         server.on_session(on_session);
     }
     let endpoints = tokio::spawn(http::serve(

@@ -6,6 +6,7 @@ use super::{Exit, Result};
 use crate::cli::{EtcdArgs, FleetArgs, Output};
 use crate::table::Table;
 use kaylee_controllers::client::{FleetUnitView, Instance, UnitView, fleet_machines, fleet_units};
+use kaylee_controllers::cluster_config;
 use kaylee_controllers::fleet::container_name;
 use kaylee_controllers::keys::FleetKeys;
 use kaylee_controllers::registry::{AnyRegistry, DEFAULT_MAX_TXN_OPS};
@@ -128,11 +129,17 @@ pub async fn ls(etcd: &EtcdArgs, output: Output) -> Result {
 pub async fn status(etcd: &EtcdArgs, name: &str, fleet: &FleetArgs, output: Output) -> Result {
     let client = connect(etcd).await?;
     let view = client.get(name).await.map_err(client_error)?;
+    // The cluster's unit prefix when it has settings, else the flag's.
+    let prefix = cluster_config::read(client.etcd_client(), &etcd.config())
+        .await
+        .ok()
+        .flatten()
+        .map_or_else(|| fleet.unit_prefix.clone(), |o| o.unit_prefix);
     let registry = AnyRegistry::connect(
         fleet.api(),
         client.etcd_client().clone(),
         &etcd.config(),
-        FleetKeys::new(&fleet.fleet_prefix, &fleet.unit_prefix),
+        FleetKeys::new(&fleet.fleet_prefix, &prefix),
         DEFAULT_MAX_TXN_OPS,
     )
     .await
