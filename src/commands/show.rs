@@ -37,13 +37,16 @@ fn summary(v: &UnitView) -> Value {
 }
 
 /// The reason most unavailable replicas share, and how many others there
-/// are: one line for `ls`.
+/// are: one line for `ls`. Replicas a rollout has not created yet only
+/// follow from the others, so they come last.
 fn reason(s: &UnitStatus) -> Option<String> {
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
     for u in &s.unavailable {
         *counts.entry(u.reason.as_str()).or_default() += 1;
     }
-    let (top, n) = counts.iter().max_by_key(|(_, n)| **n)?;
+    let (top, n) = counts
+        .iter()
+        .max_by_key(|(reason, n)| (!reason.starts_with("not created"), **n))?;
     let others = s.unavailable.len() - n + s.more_unavailable as usize;
     let mut line = format!("{top} ({n})");
     if others > 0 {

@@ -235,6 +235,32 @@ impl FleetView {
             .collect()
     }
 
+    /// Every key (with its value) under the directory `dir` (absolute,
+    /// ending in `/`) of fleet's registry.
+    pub async fn tree(&self, dir: &str) -> Vec<(String, String)> {
+        if self.api == Api::V2 {
+            return v2::tree(self.port, dir.trim_end_matches('/'))
+                .await
+                .into_iter()
+                .map(|(k, v, _)| (k, v))
+                .collect();
+        }
+        let mut kv = self.client.kv_client();
+        let resp = kv
+            .get(dir, Some(GetOptions::new().with_prefix()))
+            .await
+            .expect("reading fleet's registry");
+        resp.kvs()
+            .iter()
+            .map(|item| {
+                (
+                    item.key_str().expect("utf-8 key").to_string(),
+                    String::from_utf8_lossy(item.value()).into_owned(),
+                )
+            })
+            .collect()
+    }
+
     pub fn client(&self) -> Client {
         self.client.clone()
     }

@@ -318,12 +318,17 @@ fn present(t: &Target<'_>, facts: &Facts<'_>) -> Decision {
             .extend(verdicts[&o.name].unavailable.iter().cloned());
     }
     if t.constraints.layout != crate::spec::Layout::Global {
+        let why = if stalled {
+            "not created: the rollout stopped at its progress deadline"
+        } else {
+            "not created yet: the rollout creates it in turn"
+        };
         for u in &s.missing {
             if !d.create.iter().any(|c| c.name == u.name) {
                 d.unavailable.push(Unavailable {
                     unit: u.name.to_name(),
                     machine: String::new(),
-                    reason: "not created yet: the rollout creates it in turn".into(),
+                    reason: why.into(),
                 });
             }
         }
