@@ -81,6 +81,9 @@ cargo test --workspace
 section "deploy/quickstart.sh --check"
 deploy/quickstart.sh --check
 
+section "QUICKSTART_FLEET=none deploy/quickstart.sh --check (no fleet at all)"
+QUICKSTART_FLEET=none deploy/quickstart.sh --check
+
 section "fuzz targets (short run where nightly is available)"
 deploy/fuzz.sh --short
 
