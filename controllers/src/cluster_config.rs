@@ -24,7 +24,7 @@ use thiserror::Error;
 
 /// The key under Kaylee's etcd prefix.
 pub fn key(etcd: &EtcdConfig) -> String {
-    etcd.key(&["config"])
+    crate::keys::KayleeKeys::new(&etcd.prefix).config()
 }
 
 #[derive(Debug, Error)]

@@ -1,5 +1,7 @@
-//! Where things live in etcd: Kaylee's own keys (DESIGN §3) and fleet's
-//! registry (fleet-registry.md). Every key is built and parsed here only.
+//! Where things live in etcd: Kaylee's own keys and fleet's registry. Every
+//! key is built and parsed here only: [`KayleeKeys`] under `--etcd-prefix`,
+//! the relative fleet record keys ([`unit_record`], [`job_object`]…), and
+//! [`FleetKeys`] for them under `--fleet-prefix`.
 
 /// Kaylee's keyspace under `--etcd-prefix` (default `/kaylee`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +44,30 @@ impl KayleeKeys {
     /// `<prefix>/instances/`: container IPs, `<machine>/<unit>/<container>`.
     pub fn instances(&self) -> String {
         self.dir("instances")
+    }
+    /// `<prefix>/instances/<machine>/`: every key one registrator owns.
+    pub fn machine_instances(&self, machine: &str) -> String {
+        format!("{}{machine}/", self.instances())
+    }
+    /// `<prefix>/instances/<machine>/<unit>/<container>` → the container's IP.
+    pub fn instance(&self, machine: &str, unit: &str, container: &str) -> String {
+        format!("{}{unit}/{container}", self.machine_instances(machine))
+    }
+    /// `<prefix>/health/<machine>/`.
+    pub fn machine_healths(&self, machine: &str) -> String {
+        format!("{}{machine}/", self.healths())
+    }
+    /// `<prefix>/health/<machine>/<unit>/<container>` → Docker's health.
+    pub fn health(&self, machine: &str, unit: &str, container: &str) -> String {
+        format!("{}{unit}/{container}", self.machine_healths(machine))
+    }
+    /// `<prefix>/config`: the cluster's render settings.
+    pub fn config(&self) -> String {
+        format!("{}/config", self.prefix)
+    }
+    /// `<prefix>/probe`: read (never written) to see whether etcd answers.
+    pub fn probe(&self) -> String {
+        format!("{}/probe", self.prefix)
     }
     /// `<prefix>/health/`: Docker's health of containers that have a
     /// `HEALTHCHECK`, keyed like their instance key (whose value must stay
@@ -96,6 +122,27 @@ impl KayleeKeys {
         let name = key.strip_prefix(dir)?;
         (!name.is_empty() && !name.contains('/')).then_some(name)
     }
+}
+
+/// `unit/<sha1 hex>`: a unit file's text (fleet's `{"Raw":…}`), relative
+/// to the fleet prefix.
+pub fn unit_record(hash: &[u8; 20]) -> String {
+    format!("unit/{}", hex::encode(hash))
+}
+
+/// `job/<name>/`: the directory destroying a job deletes.
+pub fn job_dir(fleet_name: &str) -> String {
+    format!("job/{fleet_name}/")
+}
+
+/// `job/<name>/object`: the job (its name and unit hash).
+pub fn job_object(fleet_name: &str) -> String {
+    format!("{}object", job_dir(fleet_name))
+}
+
+/// `job/<name>/target-state`: `launched`, `loaded` or `inactive`.
+pub fn job_target_state(fleet_name: &str) -> String {
+    format!("{}target-state", job_dir(fleet_name))
 }
 
 /// fleet's registry under `--fleet-prefix` (default `/_coreos.com/fleet/`),
@@ -154,7 +201,19 @@ impl FleetKeys {
     }
     /// The "directory" of one job; destroying a unit deletes it all.
     pub fn job(&self, fleet_name: &str) -> String {
-        format!("{}job/{fleet_name}/", self.prefix)
+        self.absolute(&job_dir(fleet_name))
+    }
+    /// A job's object key, absolute.
+    pub fn object_of(&self, fleet_name: &str) -> String {
+        self.absolute(&job_object(fleet_name))
+    }
+    /// A job's target-state key, absolute.
+    pub fn target_state_of(&self, fleet_name: &str) -> String {
+        self.absolute(&job_target_state(fleet_name))
+    }
+    /// A machine's object key, absolute: `<fleet>machines/<id>/object`.
+    pub fn machine(&self, id: &str) -> String {
+        format!("{}{id}/object", self.machines())
     }
     /// A record key relative to the fleet prefix, made absolute.
     pub fn absolute(&self, relative: &str) -> String {
@@ -182,10 +241,10 @@ impl FleetKeys {
             .then_some((name, machine))
     }
 
+    /// Whether a fleet unit name is one of Kaylee's (the one rule:
+    /// [`crate::fleet::naming::unit_of`]).
     fn owns(&self, fleet_name: &str) -> bool {
-        fleet_name
-            .strip_prefix(&self.unit_prefix)
-            .is_some_and(|r| r.starts_with(':'))
+        crate::fleet::naming::unit_of(fleet_name, &self.unit_prefix).is_some()
     }
 
     /// The Kaylee unit a job or state key belongs to.
@@ -265,6 +324,24 @@ mod tests {
         assert_eq!(
             f.parse_job("/_coreos.com/fleet/job/etcd.service/object"),
             None
+        );
+        assert_eq!(
+            f.parse_job("/_coreos.com/fleet/job/k:handmade.service/object"),
+            None,
+            "a name under the prefix that Kaylee would never write"
+        );
+        assert_eq!(
+            f.object_of(name),
+            format!("/_coreos.com/fleet/job/{name}/object")
+        );
+        assert_eq!(
+            f.target_state_of(name),
+            format!("/_coreos.com/fleet/job/{name}/target-state")
+        );
+        assert_eq!(f.machine("m1"), "/_coreos.com/fleet/machines/m1/object");
+        assert_eq!(
+            unit_record(&[0xab; 20]),
+            format!("unit/{}", "ab".repeat(20))
         );
         assert_eq!(
             f.parse_job(&format!("/_coreos.com/fleet/job/{name}/other")),

@@ -82,17 +82,6 @@ impl EtcdConfig {
         self.endpoints.join(",")
     }
 
-    /// The Kaylee key for `parts`, e.g. `key(&["units", "countly"])` →
-    /// `/kaylee/units/countly`.
-    pub fn key(&self, parts: &[&str]) -> String {
-        let mut k = self.prefix.clone();
-        for p in parts {
-            k.push('/');
-            k.push_str(p);
-        }
-        k
-    }
-
     fn options(&self) -> Result<ConnectOptions, EtcdError> {
         let mut o = ConnectOptions::new()
             .with_connect_timeout(self.connect_timeout)
@@ -183,7 +172,8 @@ impl EtcdConfig {
             .timed_for(deadline, Client::connect([endpoint], Some(options.clone())))
             .await?;
         let mut kv = client.kv_client();
-        self.timed(kv.get(self.key(&["probe"]), None)).await?;
+        let probe = crate::keys::KayleeKeys::new(&self.prefix).probe();
+        self.timed(kv.get(probe, None)).await?;
         Ok(())
     }
 

@@ -55,16 +55,13 @@ fn needs_escape(c: char) -> bool {
     matches!(c, '"' | '\\' | '<' | '>' | '&' | '\u{2028}' | '\u{2029}') || (c as u32) < 0x20
 }
 
+/// `unit/<sha1 hex>` of a unit text's hash (the key is [`crate::keys`]').
 pub fn unit_key(hash: &UnitHash) -> String {
-    format!("unit/{}", hex::encode(hash))
+    crate::keys::unit_record(hash)
 }
 
 pub fn unit_value(text: &str) -> String {
     format!("{{\"Raw\":{}}}", go_json_string(text))
-}
-
-pub fn job_prefix(name: &str) -> String {
-    format!("job/{name}/")
 }
 
 pub fn job_object_value(name: &str, hash: &UnitHash) -> String {
@@ -87,11 +84,11 @@ pub fn create_records(name: &str, text: &str) -> [Record; 3] {
             value: unit_value(text),
         },
         Record {
-            key: format!("{}object", job_prefix(name)),
+            key: crate::keys::job_object(name),
             value: job_object_value(name, &hash),
         },
         Record {
-            key: format!("{}target-state", job_prefix(name)),
+            key: crate::keys::job_target_state(name),
             value: TARGET_STATE_LAUNCHED.to_string(),
         },
     ]

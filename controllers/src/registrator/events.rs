@@ -55,7 +55,7 @@ impl Registrator {
             {
                 named.push(Keys {
                     instance: self.instance_key(unit, name),
-                    health: self.config.key(&["health", &self.machine_id, unit, name]),
+                    health: self.keys.health(&self.machine_id, unit, name),
                 });
             }
         }

@@ -140,7 +140,7 @@ impl Registrator {
 
     /// `<prefix>/health/<machine-id>/`.
     pub fn health_prefix(&self) -> String {
-        self.config.key(&["health", &self.machine_id, ""])
+        self.keys.machine_healths(&self.machine_id)
     }
 
     pub fn machine_id(&self) -> &str {
@@ -154,13 +154,12 @@ impl Registrator {
     /// `<prefix>/instances/<machine-id>/`: every key this registrator owns
     /// is under it.
     pub fn instances_prefix(&self) -> String {
-        self.config.key(&["instances", &self.machine_id, ""])
+        self.keys.machine_instances(&self.machine_id)
     }
 
     /// The key for `container` (without Docker's leading `/`) of `unit`.
     pub fn instance_key(&self, unit: &str, container: &str) -> String {
-        self.config
-            .key(&["instances", &self.machine_id, unit, container])
+        self.keys.instance(&self.machine_id, unit, container)
     }
 
     /// The keys for a container, or `None` when it is not one of Kaylee's
@@ -195,7 +194,7 @@ impl Registrator {
                 }
                 Some(Keys {
                     instance: self.instance_key(unit, name),
-                    health: self.config.key(&["health", &self.machine_id, unit, name]),
+                    health: self.keys.health(&self.machine_id, unit, name),
                 })
             }
             _ => {

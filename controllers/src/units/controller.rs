@@ -9,8 +9,7 @@ use super::timeline::Timeline;
 use super::writes::{Statuses, writer};
 use crate::etcd::{EtcdConfig, EtcdError};
 use crate::fleet::RenderOptions;
-use crate::fleet::records::TARGET_STATE_LAUNCHED;
-use crate::keys::{FleetKeys, JobField, KayleeKeys};
+use crate::keys::{FleetKeys, KayleeKeys};
 use crate::registry::{ApplyError, FleetRegistry};
 use crate::runtime::coalesce::WriteError;
 use crate::runtime::election::Fence;
@@ -123,28 +122,7 @@ impl<R: FleetRegistry> UnitsController<R> {
         Arc::new(UnitsController {
             units: Cache::new(dir(keys.units())),
             restarts: Cache::new(dir(keys.restarts())),
-            // Job objects, and target-states only while not `launched`
-            // (stopped by hand, to start again): caching every job's
-            // target-state would double the cache for what is nearly always
-            // the value Kaylee wrote.
-            jobs: Cache::keeping(
-                {
-                    let fk = fk.clone();
-                    move |k| match fk.parse_job(k) {
-                        Some((_, JobField::Object | JobField::TargetState | JobField::Target)) => {
-                            fk.unit_of_key(k).map(str::to_string)
-                        }
-                        _ => None,
-                    }
-                },
-                {
-                    let fk = fk.clone();
-                    move |k, v| {
-                        !matches!(fk.parse_job(k), Some((_, JobField::TargetState)))
-                            || v != TARGET_STATE_LAUNCHED.as_bytes()
-                    }
-                },
-            ),
+            jobs: super::jobs::cache(&fleet),
             // Agents refresh states with a TTL: only a new value matters.
             states: Cache::values_only(move |k| fk.unit_of_key(k).map(str::to_string)),
             machines: Cache::values_only(move |k| fm.parse_machine(k).map(str::to_string)),

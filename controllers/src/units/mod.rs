@@ -10,6 +10,7 @@ pub mod cluster;
 pub mod controller;
 pub mod decide;
 pub mod history;
+pub mod jobs;
 pub mod observe;
 pub mod status;
 pub mod timeline;

@@ -36,11 +36,12 @@ pub fn observe(unit: &str, caches: &Caches<'_>, cluster: &Cluster) -> Vec<Observ
         let Some((fleet_name, field)) = keys.parse_job(&key) else {
             continue;
         };
+        if super::jobs::means_stopped(field) {
+            stopped.insert(fleet_name.to_string());
+            continue;
+        }
         match field {
-            // The cache holds a target-state only when it is not `launched`.
-            JobField::TargetState => {
-                stopped.insert(fleet_name.to_string());
-            }
+            JobField::TargetState => {}
             JobField::Target => {
                 let machine = String::from_utf8_lossy(&value.bytes).trim().to_string();
                 if !machine.is_empty() {

@@ -361,21 +361,16 @@ impl<R: FleetRegistry> UnitsController<R> {
         destroyed: &[String],
         created: &[FleetUnit],
     ) -> Result<(), ReconcileError> {
-        let object = |n: &str| format!("{}object", self.fleet.job(n));
-        let gone: Vec<String> = destroyed.iter().map(|n| object(n)).collect();
-        let there: Vec<String> = created.iter().map(|u| object(&u.name.to_name())).collect();
-        // The jobs cache holds a target-state only while it is not
-        // `launched`: a relaunched job's must be gone from it.
-        let stopped: Vec<String> = created
-            .iter()
-            .map(|u| format!("{}target-state", self.fleet.job(&u.name.to_name())))
-            .collect();
+        let gone: Vec<String> = destroyed.iter().map(|n| self.fleet.object_of(n)).collect();
+        let names: Vec<String> = created.iter().map(|u| u.name.to_name()).collect();
         let seen = self
             .jobs
             .wait_until(READ_YOUR_WRITES, |c| {
                 gone.iter().all(|k| c.get(k).is_none())
-                    && there.iter().all(|k| c.get(k).is_some())
-                    && stopped.iter().all(|k| c.get(k).is_none())
+                    && names.iter().all(|n| {
+                        c.get(&self.fleet.object_of(n)).is_some()
+                            && crate::units::jobs::launched(c, &self.fleet, n)
+                    })
             })
             .await;
         if seen {
