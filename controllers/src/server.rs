@@ -173,7 +173,7 @@ impl Server {
         self.state.synced.store(false, Ordering::SeqCst);
 
         let ended = election.monitor(&fence, session);
-        let stop = CancellationToken::new();
+        let controller_stop = CancellationToken::new();
         let controller = UnitsController::new(
             client.clone(),
             self.config.etcd.clone(),
@@ -181,26 +181,32 @@ impl Server {
             self.config.controller.clone(),
             fence.clone(),
         );
-        let state = self.state.clone();
-        let watch = controller.clone();
-        let stopper = stop.clone();
-        let (ended2, shutdown2) = (ended.clone(), shutdown.clone());
-        tokio::spawn(async move {
-            loop {
+        // Ready once every cache of this term has listed.
+        tokio::spawn({
+            let (state, caches, ended) = (self.state.clone(), controller.clone(), ended.clone());
+            async move {
                 tokio::select! {
-                    _ = ended2.cancelled() => break,
-                    _ = shutdown2.cancelled() => break,
-                    _ = tokio::time::sleep(Duration::from_millis(100)) => {
-                        state.synced.store(watch.synced(), Ordering::SeqCst);
-                    }
+                    _ = caches.wait_synced() => state.synced.store(true, Ordering::SeqCst),
+                    _ = ended.cancelled() => {}
                 }
             }
-            stopper.cancel();
+        });
+        // The controller runs until leadership ends or the server stops.
+        tokio::spawn({
+            let (controller_stop, ended, shutdown) =
+                (controller_stop.clone(), ended.clone(), shutdown.clone());
+            async move {
+                tokio::select! {
+                    _ = ended.cancelled() => {}
+                    _ = shutdown.cancelled() => {}
+                }
+                controller_stop.cancel();
+            }
         });
         // Held until after the resign: dropping the caches of a large
         // registry takes long enough (~0.2 s at 10,000 units) to delay the
         // handover.
-        let result = controller.clone().run(stop).await;
+        let result = controller.clone().run(controller_stop).await;
         self.state.set_leader(false);
         self.state.synced.store(true, Ordering::SeqCst);
         ended.cancel();

@@ -4,6 +4,8 @@
 //! API is behind it.
 
 mod any;
+#[cfg(test)]
+pub(crate) mod memory;
 mod txn;
 mod v2;
 mod v2_source;

@@ -169,6 +169,13 @@ impl<R: FleetRegistry> UnitsController<R> {
         self.caches().iter().all(|c| c.is_synced())
     }
 
+    /// Returns once every informer has listed once.
+    pub async fn wait_synced(&self) {
+        for cache in self.caches() {
+            cache.wait_synced().await;
+        }
+    }
+
     /// The cluster as the caches hold it, rebuilt only when they changed.
     fn cluster(&self) -> Arc<Cluster> {
         let at = (self.machines.generation(), self.registrators.generation());
@@ -306,9 +313,7 @@ impl<R: FleetRegistry> UnitsController<R> {
         stop: &CancellationToken,
         fenced: &CancellationToken,
     ) -> Result<(), ApplyError> {
-        for cache in self.caches() {
-            cache.wait_synced().await;
-        }
+        self.wait_synced().await;
         self.statuses
             .load(&self.client, &self.etcd)
             .await
