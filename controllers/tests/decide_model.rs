@@ -336,7 +336,10 @@ fn run_model(
 
         let observed_names: BTreeSet<String> = observed.iter().map(|o| o.name.to_name()).collect();
         for x in &d.destroy {
-            prop_assert!(observed_names.contains(x), "destroys only what exists: {x}");
+            prop_assert!(
+                observed_names.contains(&x.to_name()),
+                "destroys only what exists: {x:?}"
+            );
         }
         let wanted: BTreeMap<String, UnitHash> = rendered
             .units
@@ -360,14 +363,14 @@ fn run_model(
         let before = available(&observed, min_ready);
         let old_available_destroyed = d.destroy.iter().any(|x| {
             observed.iter().any(|o| {
-                o.name.to_name() == *x
+                o.name == *x
                     && o.name.spec_hash != rendered.spec_hash
                     && available(std::slice::from_ref(o), min_ready) == 1
             })
         });
         let remaining: Vec<ObservedJob> = observed
             .iter()
-            .filter(|o| !d.destroy.contains(&o.name.to_name()))
+            .filter(|o| !d.destroy.contains(&o.name))
             .cloned()
             .collect();
         let after = available(&remaining, min_ready);
@@ -384,7 +387,7 @@ fn run_model(
         }
 
         for x in &d.destroy {
-            fleet.jobs.remove(x);
+            fleet.jobs.remove(&x.to_name());
         }
         for c in &d.create {
             fleet.jobs.insert(

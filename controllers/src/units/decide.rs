@@ -108,8 +108,8 @@ impl std::fmt::Display for Condition {
 /// The decision on one unit.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Decision {
-    /// Fleet unit names whose `job/<name>/` goes.
-    pub destroy: Vec<String>,
+    /// Fleet units whose `job/<name>/` goes.
+    pub destroy: Vec<FleetName>,
     /// Fleet units to create (or, when stopped by hand, to launch again).
     pub create: Vec<FleetUnit>,
     pub phase: Phase,
@@ -146,19 +146,18 @@ impl Decision {
     /// created (no target, no state, age zero); relaunched ones are
     /// launched again.
     pub fn applied_to(&self, jobs: &[ObservedJob]) -> Vec<ObservedJob> {
-        let gone: HashSet<&str> = self.destroy.iter().map(String::as_str).collect();
+        let gone: HashSet<&FleetName> = self.destroy.iter().collect();
         let written: HashSet<&FleetName> = self.create.iter().map(|u| &u.name).collect();
-        let kept = jobs
-            .iter()
-            .filter(|o| gone.is_empty() || !gone.contains(o.name.to_name().as_str()))
-            .map(|o| match o.stopped && written.contains(&o.name) {
+        let kept = jobs.iter().filter(|o| !gone.contains(&o.name)).map(|o| {
+            match o.stopped && written.contains(&o.name) {
                 true => ObservedJob {
                     stopped: false,
                     age: Duration::ZERO,
                     ..o.clone()
                 },
                 false => o.clone(),
-            });
+            }
+        });
         let existing: HashSet<&FleetName> = jobs.iter().map(|o| &o.name).collect();
         let created = self
             .create
@@ -184,7 +183,7 @@ pub fn decide(desired: Desired<'_>, facts: &Facts<'_>) -> Decision {
             ..Decision::default()
         },
         Desired::Absent => Decision {
-            destroy: facts.jobs.iter().map(|o| o.name.to_name()).collect(),
+            destroy: facts.jobs.iter().map(|o| o.name.clone()).collect(),
             phase: if facts.jobs.is_empty() {
                 Phase::Deleted
             } else {
@@ -359,13 +358,13 @@ fn write(
     available: &dyn Fn(&ObservedJob) -> u32,
     stalled: bool,
 ) {
-    d.destroy.extend(s.surplus.iter().map(|o| o.name.to_name()));
+    d.destroy.extend(s.surplus.iter().map(|o| o.name.clone()));
     let create_all = |d: &mut Decision| d.create.extend(s.missing.iter().map(|u| (*u).clone()));
     if t.rendered.layout.replaces_in_place() {
         // One unit that may never run twice (a singleton, a pinned or a
         // global unit): the old one goes before the new one comes.
         if !s.old.is_empty() {
-            d.destroy.extend(s.old.iter().map(|o| o.name.to_name()));
+            d.destroy.extend(s.old.iter().map(|o| o.name.clone()));
             d.phase = Phase::Replacing;
             return;
         }
@@ -439,7 +438,7 @@ fn roll(d: &mut Decision, t: &Target<'_>, s: &Sorted<'_>, available: &dyn Fn(&Ob
             serving -= 1;
         }
         gone.insert(o.name.replica);
-        d.destroy.push(o.name.to_name());
+        d.destroy.push(o.name.clone());
     }
     // New replicas fill the room up to the cap, first where an old one of
     // the same index (and so the same conflict group) left a free slot.

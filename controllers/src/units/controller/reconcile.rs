@@ -4,7 +4,7 @@
 //! and waits to read its fleet writes back.
 
 use super::{ReconcileError, UnitsController};
-use crate::fleet::{FleetUnit, Rendered, render};
+use crate::fleet::{FleetName, FleetUnit, Rendered, render};
 use crate::registry::{ApplyError, FleetOp, FleetRegistry};
 use crate::runtime::coalesce::WriteError;
 use crate::spec::{self, Unit};
@@ -118,7 +118,7 @@ impl<R: FleetRegistry> UnitsController<R> {
         let mut ops: Vec<FleetOp> = d
             .destroy
             .iter()
-            .map(|n| FleetOp::Destroy { name: n.clone() })
+            .map(|n| FleetOp::Destroy { name: n.to_name() })
             .chain(
                 d.create
                     .iter()
@@ -358,10 +358,13 @@ impl<R: FleetRegistry> UnitsController<R> {
     /// decision never repeats (or contradicts) this one.
     async fn await_own_writes(
         &self,
-        destroyed: &[String],
+        destroyed: &[FleetName],
         created: &[FleetUnit],
     ) -> Result<(), ReconcileError> {
-        let gone: Vec<String> = destroyed.iter().map(|n| self.fleet.object_of(n)).collect();
+        let gone: Vec<String> = destroyed
+            .iter()
+            .map(|n| self.fleet.object_of(&n.to_name()))
+            .collect();
         let names: Vec<String> = created.iter().map(|u| u.name.to_name()).collect();
         let seen = self
             .jobs

@@ -121,10 +121,10 @@ fn replicas(units: &[FleetUnit]) -> Vec<u32> {
     units.iter().map(|u| u.name.replica).collect()
 }
 
-fn names_of(r: &Rendered, replicas: &[u32]) -> Vec<String> {
+fn names_of(r: &Rendered, replicas: &[u32]) -> Vec<FleetName> {
     replicas
         .iter()
-        .map(|i| r.units[*i as usize - 1].name.to_name())
+        .map(|i| r.units[*i as usize - 1].name.clone())
         .collect()
 }
 
