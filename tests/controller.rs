@@ -427,6 +427,67 @@ async fn a_fresh_server_plans_nothing_for_a_converged_cluster(api: Api) {
     );
 }
 
+async fn history_rollback_and_diff(api: Api) {
+    let c = Cluster::start(api).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let _server = c.server("s1");
+    let _agent = spawn_agent(&c.fleet, "m1", Duration::from_millis(100));
+    let v1 = unit_file(&dir, "v1", &countly(2, "img:1"));
+    let v2 = unit_file(&dir, "v2", &countly(2, "img:2"));
+    let wait = ["--wait", "--timeout", "60s"];
+    let out = c.kaylee(&[&["run", v1.as_str()][..], &wait].concat());
+    assert!(out.contains("rolled out, 2/2 available"), "{out}");
+    let first = c.status("countly").await.expect("a status");
+
+    // diff writes nothing and tells what run would change.
+    let api_flag = ["--fleet-etcd-api", api.flag()];
+    let diff = c.kaylee(&[&["diff", v2.as_str()][..], &api_flag].concat());
+    assert!(diff.contains("spec.image: \"img:1\" → \"img:2\""), "{diff}");
+    assert_eq!(diff.matches("  + k:countly:").count(), 2, "{diff}");
+    assert_eq!(diff.matches("  - k:countly:").count(), 2, "{diff}");
+    assert_eq!(
+        c.status("countly").await,
+        Some(first.clone()),
+        "diff wrote nothing"
+    );
+
+    c.kaylee(&[&["run", v2.as_str()][..], &wait].concat());
+    let history = c.kaylee(&["history", "countly"]);
+    let rows: Vec<&str> = history.lines().skip(1).collect();
+    assert_eq!(rows.len(), 2, "{history}");
+    assert!(rows.iter().all(|r| r.contains("yes,")), "{history}");
+    assert!(
+        rows[0].contains("img:1") && rows[1].contains("img:2 "),
+        "{history}"
+    );
+
+    let out = c.kaylee(&[&["rollback", "countly"][..], &wait].concat());
+    assert!(
+        out.contains("countly: rolling back to revision 1 (img:1)")
+            && out.contains("rolled out, 2/2 available"),
+        "{out}"
+    );
+    let back = c.status("countly").await.expect("a status");
+    assert_eq!(back["specHash"], first["specHash"], "the first spec again");
+    assert_eq!(back["revision"], 3);
+    let diff = c.kaylee(&[&["diff", v1.as_str()][..], &api_flag].concat());
+    assert!(diff.contains("countly: spec unchanged"), "{diff}");
+    assert_eq!(diff.matches("  = k:countly:").count(), 2, "{diff}");
+    let history = c.kaylee(&["history", "countly", "-o", "json"]);
+    let revisions: serde_json::Value = serde_json::from_str(&history).expect("JSON");
+    assert_eq!(revisions.as_array().map(Vec::len), Some(3), "{history}");
+
+    let to = cli(
+        &c.etcd.endpoint(),
+        &["rollback", "countly", "--to-revision", "9"],
+    );
+    assert_eq!(to.status.code(), Some(2), "no such revision is bad input");
+    c.kaylee(&["rm", "countly", "--purge"]);
+    let gone = cli(&c.etcd.endpoint(), &["history", "countly"]);
+    assert_eq!(gone.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&gone.stderr).contains("no history for `countly`"));
+}
+
 for_each_api!(
     countly_becomes_exactly_the_rendered_fleet_units,
     a_raw_json_put_is_picked_up,
@@ -439,4 +500,5 @@ for_each_api!(
     units_stopped_by_hand_are_launched_again,
     an_etcd_restart_makes_informers_relist_and_converge,
     a_fresh_server_plans_nothing_for_a_converged_cluster,
+    history_rollback_and_diff,
 );
