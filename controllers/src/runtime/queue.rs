@@ -10,10 +10,12 @@
 use backoff::backoff::Backoff;
 use backoff::{ExponentialBackoff, ExponentialBackoffBuilder};
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard};
+use futures::StreamExt;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::Duration;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
+use tokio_util::time::{DelayQueue, delay_queue};
 
 #[derive(Default)]
 struct Inner {
@@ -66,6 +68,42 @@ pub struct WorkQueue {
     inner: Mutex<Inner>,
     ready: Notify,
     max_backoff: Duration,
+    /// Where delayed adds go: one timer task for them all (a task and a
+    /// timer per delay cost megabytes when 10,000 units wait on their
+    /// progress deadline).
+    timers: OnceLock<mpsc::UnboundedSender<(String, Instant)>>,
+}
+
+/// The timer task of a queue: a `DelayQueue` of pending adds, each name at
+/// most once (at its soonest due time). It ends with the queue.
+fn timers(queue: Weak<WorkQueue>) -> mpsc::UnboundedSender<(String, Instant)> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<(String, Instant)>();
+    tokio::spawn(async move {
+        let mut due: DelayQueue<(String, Instant)> = DelayQueue::new();
+        let mut keys: HashMap<String, delay_queue::Key> = HashMap::new();
+        loop {
+            tokio::select! {
+                added = rx.recv() => {
+                    let Some((name, at)) = added else { return };
+                    // Only sooner dues are sent: the earlier entry goes.
+                    if let Some(key) = keys.remove(&name) {
+                        due.remove(&key);
+                    }
+                    let key = due.insert_at((name.clone(), at), at);
+                    keys.insert(name, key);
+                }
+                Some(expired) = due.next(), if !due.is_empty() => {
+                    let (name, at) = expired.into_inner();
+                    keys.remove(&name);
+                    match queue.upgrade() {
+                        Some(q) => q.fire(&name, at),
+                        None => return,
+                    }
+                }
+            }
+        }
+    });
+    tx
 }
 
 impl WorkQueue {
@@ -78,6 +116,7 @@ impl WorkQueue {
             inner: Mutex::new(Inner::default()),
             ready: Notify::new(),
             max_backoff,
+            timers: OnceLock::new(),
         })
     }
 
@@ -125,6 +164,7 @@ impl WorkQueue {
     }
 
     /// Adds `name` after `delay`, unless an add at least as soon is pending.
+    /// Must be called within a tokio runtime (its timers run there).
     pub fn add_after(self: &Arc<Self>, name: &str, delay: Duration) {
         if delay.is_zero() {
             return self.add(name);
@@ -137,23 +177,26 @@ impl WorkQueue {
             }
             q.delayed.insert(name.to_string(), due);
         }
-        let queue = Arc::clone(self);
-        let name = name.to_string();
-        tokio::spawn(async move {
-            tokio::time::sleep_until(due).await;
-            let fire = {
-                let mut q = queue.lock();
-                if q.delayed.get(&name) == Some(&due) {
-                    q.delayed.remove(&name);
-                    true
-                } else {
-                    false
-                }
-            };
-            if fire {
-                queue.add(&name);
+        let timers = self.timers.get_or_init(|| timers(Arc::downgrade(self)));
+        // Only when the timer task is gone (the runtime is shutting down).
+        let _ = timers.send((name.to_string(), due));
+    }
+
+    /// A delayed add came due: the name goes in line unless a later
+    /// `add_after` moved it.
+    fn fire(&self, name: &str, due: Instant) {
+        let fire = {
+            let mut q = self.lock();
+            if q.delayed.get(name) == Some(&due) {
+                q.delayed.remove(name);
+                true
+            } else {
+                false
             }
-        });
+        };
+        if fire {
+            self.add(name);
+        }
     }
 
     /// Retries a failed name after its next backoff step.

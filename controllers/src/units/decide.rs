@@ -203,16 +203,12 @@ pub fn decide_tracking(
     facts: &Facts<'_>,
     progress: impl FnOnce(u32, u32) -> Progress,
 ) -> (Decision, Progress) {
-    if !matches!(desired, Desired::Present(_)) {
+    let Desired::Present(target) = desired else {
         return (decide(desired, facts), Progress::default());
-    }
-    let counts = decide(desired, facts);
-    let p = progress(counts.desired, counts.updated_available);
-    let facts = Facts {
-        progress: p,
-        ..*facts
     };
-    (decide(desired, &facts), p)
+    let a = assess_all(&target, facts);
+    let p = progress(a.desired, a.updated_available);
+    (conclude(&target, facts, a, p), p)
 }
 
 /// The jobs of a unit sorted by what the desired set makes of them.
@@ -256,6 +252,19 @@ fn sort<'j>(r: &'j Rendered, jobs: &'j [ObservedJob]) -> Sorted<'j> {
 }
 
 fn present(t: &Target<'_>, facts: &Facts<'_>) -> Decision {
+    let a = assess_all(t, facts);
+    conclude(t, facts, a, facts.progress)
+}
+
+/// Every job judged and sorted, and what the clock needs to know.
+struct Assessed<'j> {
+    verdicts: HashMap<&'j FleetName, JobAvailability>,
+    sorted: Sorted<'j>,
+    desired: u32,
+    updated_available: u32,
+}
+
+fn assess_all<'j>(t: &Target<'j>, facts: &Facts<'j>) -> Assessed<'j> {
     let judging = Judging {
         min_ready: t.policy.min_ready,
         schedule_grace: facts.schedule_grace,
@@ -265,18 +274,46 @@ fn present(t: &Target<'_>, facts: &Facts<'_>) -> Decision {
         .iter()
         .map(|o| (&o.name, assess(o, facts.cluster, &t.constraints, &judging)))
         .collect();
-    let available = |o: &ObservedJob| verdicts.get(&o.name).map_or(0, |v| v.available);
-    let s = sort(t.rendered, facts.jobs);
-
-    let mut d = Decision::default();
-    let global_expected = s.current.iter().map(|o| verdicts[&o.name].expected).max();
-    d.desired = match t.constraints.layout {
+    let sorted = sort(t.rendered, facts.jobs);
+    let global_expected = sorted
+        .current
+        .iter()
+        .map(|o| verdicts[&o.name].expected)
+        .max();
+    let desired = match t.constraints.layout {
         crate::spec::Layout::Global => global_expected
             .unwrap_or_else(|| facts.cluster.matching(t.constraints.metadata, None).len() as u32),
         _ => t.rendered.units.len() as u32,
     };
+    let updated_available = sorted
+        .current
+        .iter()
+        .map(|o| verdicts.get(&o.name).map_or(0, |v| v.available))
+        .sum();
+    Assessed {
+        verdicts,
+        sorted,
+        desired,
+        updated_available,
+    }
+}
+
+/// The writes, the condition and the rest of the decision, for the
+/// revision's `progress`.
+fn conclude(t: &Target<'_>, facts: &Facts<'_>, a: Assessed<'_>, progress: Progress) -> Decision {
+    let Assessed {
+        verdicts,
+        sorted: s,
+        desired,
+        updated_available,
+    } = a;
+    let available = |o: &ObservedJob| verdicts.get(&o.name).map_or(0, |v| v.available);
+    let mut d = Decision {
+        desired,
+        updated_available,
+        ..Decision::default()
+    };
     d.available = facts.jobs.iter().map(&available).sum();
-    d.updated_available = s.current.iter().map(|o| available(o)).sum();
     d.running = verdicts.values().map(|v| v.running).sum();
 
     let complete_now = s.old.is_empty()
@@ -287,19 +324,19 @@ fn present(t: &Target<'_>, facts: &Facts<'_>) -> Decision {
     let deadline = t.policy.progress_deadline;
     let condition = if complete_now {
         Condition::Available
-    } else if facts.progress.complete {
+    } else if progress.complete {
         if d.available == 0 {
             Condition::Failed
         } else {
             Condition::Degraded
         }
-    } else if facts.progress.since < deadline {
+    } else if progress.since < deadline {
         Condition::Progressing
     } else {
         Condition::Failed
     };
     d.condition = Some(condition);
-    let stalled = condition == Condition::Failed && !facts.progress.complete;
+    let stalled = condition == Condition::Failed && !progress.complete;
     d.rollback = stalled && t.policy.on_failure == OnFailure::Rollback;
 
     write(&mut d, t, &s, &available, stalled);
@@ -322,8 +359,9 @@ fn present(t: &Target<'_>, facts: &Facts<'_>) -> Decision {
         } else {
             "not created yet: the rollout creates it in turn"
         };
+        let created: HashSet<&FleetName> = d.create.iter().map(|c| &c.name).collect();
         for u in &s.missing {
-            if !d.create.iter().any(|c| c.name == u.name) {
+            if !created.contains(&u.name) {
                 d.unavailable.push(Unavailable {
                     unit: u.name.to_name(),
                     machine: String::new(),
@@ -342,7 +380,7 @@ fn present(t: &Target<'_>, facts: &Facts<'_>) -> Decision {
     }
     let mut recheck = verdicts.values().filter_map(|v| v.recheck).min();
     if condition == Condition::Progressing {
-        let left = deadline - facts.progress.since;
+        let left = deadline - progress.since;
         recheck = Some(recheck.map_or(left, |r| r.min(left)));
     }
     d.requeue_after = recheck;
