@@ -13,14 +13,18 @@ use bollard::models::{ContainerInspectResponse, EventMessage, HealthStatusEnum};
 use etcd_client::{PutOptions, Txn, TxnOp, TxnOpResponse};
 use tracing::{debug, info};
 
+/// The health key's value for a container without a `HEALTHCHECK`.
+pub const NO_HEALTHCHECK: &str = "none";
+
 /// What Docker says a container should have registered right now.
 pub(super) enum Observed {
     /// Running, with an address: these keys should hold these values.
     Registered {
         keys: Keys,
         ip: String,
-        /// Docker's `State.Health.Status` when it has a `HEALTHCHECK`.
-        health: Option<String>,
+        /// Docker's `State.Health.Status` (`starting`, `healthy`,
+        /// `unhealthy`), or `none` without a `HEALTHCHECK`.
+        health: String,
     },
     /// Gone, stopped, without an address or not registrable: no keys.
     Absent,
@@ -66,7 +70,7 @@ impl Registrator {
             }
         }
         if let Observed::Registered { keys, ip, health } = observed {
-            self.register(lease, &keys, &ip, health.as_deref()).await?;
+            self.register(lease, &keys, &ip, &health).await?;
         }
         Ok(())
     }
@@ -109,7 +113,8 @@ impl Registrator {
                 HealthStatusEnum::STARTING => Some("starting"),
                 _ => None,
             })
-            .map(str::to_string);
+            .unwrap_or(NO_HEALTHCHECK)
+            .to_string();
         let mode = c
             .host_config
             .as_ref()
@@ -164,7 +169,7 @@ impl Registrator {
         lease: i64,
         keys: &Keys,
         ip: &str,
-        health: Option<&str>,
+        health: &str,
     ) -> Result<(), RegistratorError> {
         let mut kv = self.client.kv_client();
         let on_lease = || Some(PutOptions::new().with_lease(lease));
@@ -177,15 +182,12 @@ impl Registrator {
             .kvs()
             .first()
             .is_some_and(|p| p.value() == ip.as_bytes() && p.lease() == lease);
-        // The IP and the health in one transaction: the leader never sees
-        // an IP without the health that gates it.
-        let health_op = match health {
-            Some(h) => TxnOp::put(keys.health.as_str(), h, on_lease()),
-            None => TxnOp::delete(keys.health.as_str(), None),
-        };
+        // The IP and the health in one transaction, the health always (`none`
+        // without a healthcheck): the leader watches the two prefixes apart,
+        // so it counts a container registered only once it has both.
         let txn = Txn::new().and_then([
             TxnOp::put(keys.instance.as_str(), ip, on_lease()),
-            health_op,
+            TxnOp::put(keys.health.as_str(), health, on_lease()),
         ]);
         match self.config.timed(kv.txn(txn)).await {
             Ok(_) => {

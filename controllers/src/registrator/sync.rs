@@ -96,9 +96,7 @@ impl Registrator {
             // The same judgement as an event's, health included.
             if let Observed::Registered { keys, ip, health } = self.observe(id).await? {
                 desired.insert(keys.instance, ip);
-                if let Some(h) = health {
-                    desired.insert(keys.health, h);
-                }
+                desired.insert(keys.health, health);
             }
         }
         desired.insert(self.presence_key(), env!("CARGO_PKG_VERSION").to_string());

@@ -89,10 +89,16 @@ pub fn observe(unit: &str, caches: &Caches<'_>, cluster: &Cluster) -> Vec<Observ
         let state = parse_unit_state(&value.bytes).unwrap_or_default();
         let container = container_name(fleet_name);
         let at = (machine.to_string(), container);
-        let registration = match (registered.contains_key(&at), cluster.registers(machine)) {
-            (true, _) => Registration::Registered(health.get(&at).copied().unwrap_or(Health::None)),
-            (false, true) => Registration::Missing,
-            (false, false) => Registration::Unwatched,
+        // Registered once both keys are here: the registrator writes them in
+        // one transaction, but the two informers may see them apart.
+        let registration = match (
+            registered.contains_key(&at),
+            health.get(&at),
+            cluster.registers(machine),
+        ) {
+            (true, Some(h), _) => Registration::Registered(*h),
+            (_, _, true) => Registration::Missing,
+            (_, _, false) => Registration::Unwatched,
         };
         job.placements.push(Placement {
             machine: machine.to_string(),
@@ -129,7 +135,8 @@ fn placements_of(cache: &Cache, dir: &str, unit: &str) -> HashMap<(String, Strin
         .collect()
 }
 
-/// A `health/` value as the registrator writes it (Docker's own words).
+/// A `health/` value as the registrator writes it (Docker's own words, or
+/// `none` without a healthcheck).
 pub fn parse_health(value: &[u8]) -> Health {
     match value {
         b"healthy" => Health::Healthy,
