@@ -5,7 +5,7 @@
 
 mod support;
 
-use kaylee_controllers::fleet::unitfile::{UnitOption, deserialize, serialize};
+use kaylee_controllers::fleet::unitfile::{UnitOption, serialize};
 use kaylee_controllers::fleet::{FleetUnit, RenderOptions, render};
 use kaylee_controllers::spec::{SpecError, from_json};
 use proptest::prelude::*;
@@ -13,6 +13,7 @@ use proptest::test_runner::TestCaseError;
 use serde_json::json;
 use std::collections::{BTreeSet, HashSet};
 use support::systemd::{self, Kind};
+use support::unitfile::deserialize;
 use support::units::{self, DOCKER, GenUnit, Layout, START_MARGIN_SECS};
 use support::words::LINE_LIMIT;
 
