@@ -1,5 +1,5 @@
-//! Where things live in etcd: Kaylee's own keys (DESIGN §3) and fleet's
-//! registry (fleet-registry.md). Every key is built and parsed here only.
+//! Where things live in etcd: Kaylee's own keys (docs/design.md §3) and fleet's
+//! registry (docs/fleet-registry.md). Every key is built and parsed here only.
 
 /// Kaylee's keyspace under `--etcd-prefix` (default `/kaylee`).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,5 +1,5 @@
-//! fleet's own records (fleet-registry.md, written by the real fleetctl)
-//! reproduced byte for byte, and the example units rendered as DESIGN §4 says.
+//! fleet's own records (docs/fleet-registry.md, "The golden records")
+//! reproduced byte for byte, and the example units rendered as docs/design.md §4 says.
 
 mod support;
 

@@ -1,4 +1,4 @@
-//! Property tests for rendering (DESIGN §4 "Quoting is security"): whatever
+//! Property tests for rendering (docs/design.md §4, "Quoting is security"): whatever
 //! an operator writes into env values, `cmd`, docker args or volume options,
 //! systemd (read by the independent parser in `support/systemd.rs`) sees
 //! exactly the intended argv, and no value adds a line, option or section.
