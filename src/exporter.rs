@@ -1,6 +1,8 @@
 //! The Prometheus recorder behind the `metrics` facade the engine emits
-//! through. Installed once by `kaylee server`; `/metrics` renders its handle.
+//! through. Installed once by `kaylee server`; `/metrics` renders its handle
+//! with [`render`].
 
+use crate::logging;
 use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
 use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
 use std::time::Duration;
@@ -32,6 +34,21 @@ pub fn install() -> Result<PrometheusHandle, BuildError> {
         }
     });
     Ok(handle)
+}
+
+/// Counted by the log writer itself (tracing-appender), not through the
+/// facade: [`render`] copies its count in.
+const LOG_LINES_DROPPED: &str = "kaylee_log_lines_dropped_total";
+
+/// The Prometheus text of every metric, with the count of dropped log lines
+/// read now. Like every series, that one appears once it has a value: after
+/// the first dropped line.
+pub fn render(handle: &PrometheusHandle) -> String {
+    let dropped = logging::dropped_lines();
+    if dropped > 0 {
+        metrics::counter!(LOG_LINES_DROPPED).absolute(dropped);
+    }
+    handle.render()
 }
 
 /// HELP lines for every metric the engine emits (names are the contract
@@ -78,5 +95,9 @@ fn describe() {
     describe_counter!(
         "kaylee_registration_errors_total",
         "Container registrations that failed."
+    );
+    describe_counter!(
+        LOG_LINES_DROPPED,
+        "Log lines dropped because stderr could not keep up."
     );
 }

@@ -2,6 +2,7 @@
 //! `/healthz` (the process answers) and `/readyz` (etcd reachable and caches
 //! synced; the body says whether this server leads).
 
+use crate::exporter;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -49,7 +50,7 @@ async fn render_metrics(State(e): State<Endpoints>) -> impl IntoResponse {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        e.metrics.render(),
+        exporter::render(&e.metrics),
     )
 }
 

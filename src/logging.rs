@@ -1,34 +1,64 @@
 //! Logs: tracing, `RUST_LOG` honoured, human or JSON lines on stderr.
 //!
 //! The server hands its lines to a thread of their own through a bounded
-//! buffer: the runtime (one thread on a small machine) must never wait on a
-//! slow or stuck stderr (journald, a full pipe), or the lease it keeps alive
-//! would lapse. When the buffer is full, lines are dropped and counted
-//! (`kaylee_log_lines_dropped_total`) rather than waited for.
+//! buffer (`tracing-appender`'s non-blocking writer, lossy): the runtime
+//! (one thread on a small machine) must never wait on a slow or stuck
+//! stderr (journald, a full pipe), or the lease it keeps alive would lapse.
+//! When the buffer is full, lines are dropped and counted rather than
+//! waited for; `/metrics` reports the count as
+//! `kaylee_log_lines_dropped_total` (see [`dropped_lines`]).
 
 use crate::cli::LogFormat;
-use std::io::{IsTerminal, Write};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
-use std::time::{Duration, Instant};
+use std::io::IsTerminal;
+use std::sync::OnceLock;
+use tracing_appender::non_blocking::{ErrorCounter, NonBlocking, NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
 
 /// Lines the server may have waiting for stderr.
 const BUFFERED_LINES: usize = 16_384;
-/// How long exit waits for waiting lines to be written.
-const FLUSH_ON_EXIT: Duration = Duration::from_secs(1);
+
+/// The server writer's count of dropped lines, once the server has one.
+static DROPPED: OnceLock<ErrorCounter> = OnceLock::new();
 
 /// Logs of a CLI command: straight to stderr, at `default_level`.
 pub fn init(format: LogFormat, default_level: &str) {
     install(format, default_level, std::io::stderr);
 }
 
-/// Logs of the server, through the buffer; the guard writes what is left
-/// when dropped.
-pub fn init_server(format: LogFormat) -> LogGuard {
-    let (writer, guard) = Background::spawn(std::io::stderr(), BUFFERED_LINES);
+/// Logs of the server, through the buffer. Keep the guard to the end: when
+/// dropped it waits for the lines logged so far to be written (up to 0.1 s
+/// to queue its stop behind a full buffer, then up to 1 s for the writes;
+/// the limits are tracing-appender's).
+pub fn init_server(format: LogFormat) -> WorkerGuard {
+    let (writer, guard) = buffered(std::io::stderr(), BUFFERED_LINES);
+    // Only one server per process; a second counter would count nothing.
+    let _ = DROPPED.set(writer.error_counter());
     install(format, "info", writer);
     guard
+}
+
+/// Lines the server dropped because stderr did not keep up (0 outside a
+/// server). Read when `/metrics` is rendered.
+pub fn dropped_lines() -> u64 {
+    DROPPED
+        .get()
+        .map_or(0, |c| u64::try_from(c.dropped_lines()).unwrap_or(u64::MAX))
+}
+
+/// A writer whose lines (one per event: the fmt layer writes each event in
+/// one call) wait in a buffer of `lines` for a thread that writes them to
+/// `sink`, in order; a line that finds the buffer full is dropped, never
+/// waited for.
+fn buffered<S: std::io::Write + Send + 'static>(
+    sink: S,
+    lines: usize,
+) -> (NonBlocking, WorkerGuard) {
+    NonBlockingBuilder::default()
+        .lossy(true)
+        .buffered_lines_limit(lines)
+        .thread_name("log")
+        .finish(sink)
 }
 
 fn install<W>(format: LogFormat, default_level: &str, writer: W)
@@ -48,122 +78,13 @@ where
     };
 }
 
-enum Message {
-    Line(Vec<u8>),
-    /// Answered once every line before it is written.
-    Flush(SyncSender<()>),
-}
-
-/// A `MakeWriter` whose lines go to a thread that writes them to `sink`.
-#[derive(Clone)]
-struct Background {
-    lines: SyncSender<Message>,
-}
-
-/// Waits, when dropped, until the lines logged so far are written (at
-/// most [`FLUSH_ON_EXIT`], in case the sink is stuck).
-pub struct LogGuard {
-    lines: SyncSender<Message>,
-}
-
-impl Background {
-    fn spawn<S: Write + Send + 'static>(sink: S, capacity: usize) -> (Background, LogGuard) {
-        let (lines, rx) = sync_channel::<Message>(capacity);
-        // Without the thread, lines are dropped (counted), never blocked on.
-        let _ = std::thread::Builder::new()
-            .name("log".into())
-            .spawn(move || drain(rx, sink));
-        let guard = LogGuard {
-            lines: lines.clone(),
-        };
-        (Background { lines }, guard)
-    }
-}
-
-fn drain<S: Write>(rx: Receiver<Message>, mut sink: S) {
-    for message in rx {
-        match message {
-            // Nowhere to report a failed log write.
-            Message::Line(line) => {
-                let _ = sink.write_all(&line);
-            }
-            Message::Flush(done) => {
-                let _ = sink.flush();
-                let _ = done.send(());
-            }
-        }
-    }
-}
-
-impl Drop for LogGuard {
-    fn drop(&mut self) {
-        let deadline = Instant::now() + FLUSH_ON_EXIT;
-        let (done, flushed) = sync_channel(1);
-        let mut flush = Message::Flush(done);
-        loop {
-            match self.lines.try_send(flush) {
-                Ok(()) => break,
-                Err(TrySendError::Full(back)) if Instant::now() < deadline => {
-                    flush = back;
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                Err(_) => return,
-            }
-        }
-        let _ = flushed.recv_timeout(deadline.saturating_duration_since(Instant::now()));
-    }
-}
-
-/// One event's formatted line (the fmt layer writes each event through
-/// one writer), sent when the writer drops.
-struct Line {
-    buf: Vec<u8>,
-    lines: SyncSender<Message>,
-}
-
-impl Write for Line {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.buf.extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Drop for Line {
-    fn drop(&mut self) {
-        if self.buf.is_empty() {
-            return;
-        }
-        match self
-            .lines
-            .try_send(Message::Line(std::mem::take(&mut self.buf)))
-        {
-            Ok(()) | Err(TrySendError::Disconnected(_)) => {}
-            Err(TrySendError::Full(_)) => {
-                metrics::counter!("kaylee_log_lines_dropped_total").increment(1);
-            }
-        }
-    }
-}
-
-impl<'a> MakeWriter<'a> for Background {
-    type Writer = Line;
-
-    fn make_writer(&'a self) -> Line {
-        Line {
-            buf: Vec::new(),
-            lines: self.lines.clone(),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
+    use std::sync::mpsc::{Receiver, sync_channel};
     use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
 
     /// A sink that holds every write until `open` is sent, then records it.
     struct Gated {
@@ -195,12 +116,14 @@ mod tests {
             open: Arc::new(Mutex::new(open_rx)),
             written: written.clone(),
         };
-        let (writer, guard) = Background::spawn(sink, 4);
+        let (writer, guard) = buffered(sink, 4);
+        let dropped = writer.error_counter();
         // The sink is stuck: every line would block a direct writer forever.
+        let start = Instant::now();
         for i in 0..20u8 {
-            let mut line = writer.make_writer();
-            let _ = line.write_all(&[b'a' + i, b'\n']);
+            let _ = writer.make_writer().write_all(&[b'a' + i, b'\n']);
         }
+        assert!(start.elapsed() < Duration::from_secs(1), "never waited");
         // Unstick it for as many writes as it may get.
         std::thread::spawn(move || while open_tx.send(()).is_ok() {});
         drop(writer);
@@ -212,11 +135,16 @@ mod tests {
             "{} lines written",
             written.len()
         );
+        assert_eq!(
+            written.len() + dropped.dropped_lines(),
+            20,
+            "the rest counted"
+        );
         assert_eq!(written[0], b"a\n", "in order, from the first");
     }
 
     #[test]
-    fn every_line_is_written_when_the_sink_keeps_up() {
+    fn every_line_is_written_in_order_when_the_sink_keeps_up() {
         let written: Arc<Mutex<Vec<u8>>> = Arc::default();
         struct Shared(Arc<Mutex<Vec<u8>>>);
         impl Write for Shared {
@@ -230,11 +158,11 @@ mod tests {
                 Ok(())
             }
         }
-        let (writer, guard) = Background::spawn(Shared(written.clone()), 1024);
+        let (writer, guard) = buffered(Shared(written.clone()), 1024);
         for i in 0..100 {
-            let mut line = writer.make_writer();
-            let _ = writeln!(line, "line {i}");
+            let _ = writeln!(writer.make_writer(), "line {i}");
         }
+        assert_eq!(writer.error_counter().dropped_lines(), 0);
         drop(writer);
         drop(guard);
         let text = written.lock().map(|w| w.clone()).unwrap_or_default();

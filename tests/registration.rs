@@ -1,4 +1,4 @@
-//! `kaylee server` publishes its machine's containers (DESIGN §7), checked
+//! `kaylee server` publishes its machine's containers (docs/design.md §7), checked
 //! end to end with the real Docker engine and a local image built from
 //! scratch.
 

@@ -1,7 +1,8 @@
-//! Where things live in etcd: Kaylee's own keys and fleet's registry. Every
-//! key is built and parsed here only: [`KayleeKeys`] under `--etcd-prefix`,
-//! the relative fleet record keys ([`unit_record`], [`job_object`]…), and
-//! [`FleetKeys`] for them under `--fleet-prefix`.
+//! Where things live in etcd: Kaylee's own keys (docs/design.md §3) and
+//! fleet's registry (docs/fleet-registry.md). Every key is built and parsed
+//! here only: [`KayleeKeys`] under `--etcd-prefix`, the relative fleet
+//! record keys ([`unit_record`], [`job_object`]…), and [`FleetKeys`] for
+//! them under `--fleet-prefix`.
 
 /// Kaylee's keyspace under `--etcd-prefix` (default `/kaylee`).
 #[derive(Debug, Clone, PartialEq, Eq)]

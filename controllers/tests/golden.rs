@@ -1,13 +1,16 @@
-//! fleet's own records (fleet-registry.md, written by the real fleetctl)
-//! reproduced byte for byte, and the example units rendered as DESIGN §4 says.
+//! fleet's own records (docs/fleet-registry.md, "The golden records")
+//! reproduced byte for byte, and the example units rendered as docs/design.md §4 says.
+
+mod support;
 
 use kaylee_controllers::fleet::records::{
     create_records, go_json_string, job_object_value, unit_hash, unit_key, unit_value,
 };
-use kaylee_controllers::fleet::unitfile::{deserialize, serialize};
+use kaylee_controllers::fleet::unitfile::serialize;
 use kaylee_controllers::fleet::{RenderOptions, render};
 use kaylee_controllers::spec;
 use serde_json::Value;
+use support::unitfile::deserialize;
 
 const GOLDEN: &str = include_str!("../../tests/fixtures/fleet-golden.json");
 const FLEET_PREFIX: &str = "/_coreos.com/fleet/";
@@ -70,6 +73,16 @@ fn golden_records_are_reproduced_byte_for_byte() {
         assert_eq!(field(&g, "target_state_after_submit"), "inactive");
         assert_eq!(target.value, "launched");
     }
+}
+
+/// The continuation of golden record `k:api:…`, in small: fleet keeps the
+/// backslash, the newline and the next line's indent in the value.
+#[test]
+fn a_continuation_is_kept_verbatim() {
+    let text = "[Service]\nExecStart=/a \\\n  b\nRestart=always\n";
+    let opts = deserialize(text).expect("reads");
+    assert_eq!(opts[0].value, "/a \\\n  b");
+    assert_eq!(opts[1].name, "Restart");
 }
 
 #[test]

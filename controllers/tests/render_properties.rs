@@ -1,11 +1,11 @@
-//! Property tests for rendering (DESIGN §4 "Quoting is security"): whatever
+//! Property tests for rendering (docs/design.md §4, "Quoting is security"): whatever
 //! an operator writes into env values, `cmd`, docker args or volume options,
 //! systemd (read by the independent parser in `support/systemd.rs`) sees
 //! exactly the intended argv, and no value adds a line, option or section.
 
 mod support;
 
-use kaylee_controllers::fleet::unitfile::{UnitOption, deserialize, serialize};
+use kaylee_controllers::fleet::unitfile::{UnitOption, serialize};
 use kaylee_controllers::fleet::{FleetUnit, RenderOptions, render};
 use kaylee_controllers::spec::{SpecError, from_json};
 use proptest::prelude::*;
@@ -13,6 +13,7 @@ use proptest::test_runner::TestCaseError;
 use serde_json::json;
 use std::collections::{BTreeSet, HashSet};
 use support::systemd::{self, Kind};
+use support::unitfile::deserialize;
 use support::units::{self, DOCKER, GenUnit, Layout, START_MARGIN_SECS};
 use support::words::LINE_LIMIT;
 

@@ -8,7 +8,7 @@
 //! uses (v2, `--fleet-etcd-api v2`) or the flat v3 layout Kaylee also writes
 //! (`--fleet-etcd-api v3`).
 //!
-//! # What it writes, as fleet v1.0.0 does (see `fleet-registry.md`)
+//! # What it writes, as fleet v1.0.0 does (see docs/fleet-registry.md)
 //!
 //! | key | value | TTL |
 //! |---|---|---|

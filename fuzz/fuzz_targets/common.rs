@@ -6,6 +6,10 @@
 mod systemd;
 
 #[allow(dead_code)]
+#[path = "../../controllers/tests/support/unitfile.rs"]
+mod unitfile;
+
+#[allow(dead_code)]
 #[path = "../../controllers/tests/support/words.rs"]
 mod words;
 

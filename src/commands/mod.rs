@@ -15,7 +15,7 @@ pub mod wait;
 use std::fmt;
 use std::path::Path;
 
-/// Exit codes (DESIGN §8): 1 runtime failure, 2 bad input; stdout closed
+/// Exit codes (docs/design.md §8): 1 runtime failure, 2 bad input; stdout closed
 /// under us: killed by SIGPIPE (`output.rs`).
 #[derive(Debug)]
 pub struct Exit {

@@ -1,5 +1,5 @@
 //! fleet's registry records, byte for byte as fleet's Go client writes them
-//! (`fleet-registry.md`): `unit/<sha1>` → `{"Raw":…}`,
+//! (docs/fleet-registry.md): `unit/<sha1>` → `{"Raw":…}`,
 //! `job/<name>/object` → `{"Name":…,"UnitHash":[…]}`,
 //! `job/<name>/target-state` → `launched`.
 

@@ -1,4 +1,4 @@
-//! Spec → fleet units (DESIGN §4): a pure function, so that every server
+//! Spec → fleet units (docs/design.md §4): a pure function, so that every server
 //! renders the same bytes and the planner can compare names and hashes.
 
 use super::naming::{FleetName, container_name, group_id, spec_hash};

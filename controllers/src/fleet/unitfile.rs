@@ -3,11 +3,10 @@
 //! those bytes; so Kaylee writes that exact form and the hash it computes is
 //! the one fleet computes.
 
-use super::quote::MAX_LINE_BYTES;
 use std::borrow::Cow;
 
 /// Section and option names are the renderer's constants (borrowed, no
-/// allocation per unit) or, when read back from text, owned.
+/// allocation per unit) or, when the tests read text back, owned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnitOption {
     pub section: Cow<'static, str>,
@@ -62,50 +61,6 @@ pub fn serialize(options: &[UnitOption]) -> String {
     out
 }
 
-/// Reads unit text the way fleet's go-systemd does: comments and blank lines
-/// skipped, `Key=Value` trimmed, a trailing `\` continues the value onto the
-/// next line verbatim (backslash and newline kept).
-pub fn deserialize(text: &str) -> Result<Vec<UnitOption>, String> {
-    let mut options = Vec::new();
-    let mut section: Option<String> = None;
-    let mut lines = text.split('\n').enumerate().peekable();
-    while let Some((n, raw)) = lines.next() {
-        let line = raw.trim_end_matches('\r');
-        if line.len() > MAX_LINE_BYTES {
-            return Err(format!(
-                "line {}: longer than {MAX_LINE_BYTES} bytes",
-                n + 1
-            ));
-        }
-        let trimmed = line.trim();
-        if trimmed.is_empty() || trimmed.starts_with('#') || trimmed.starts_with(';') {
-            continue;
-        }
-        if let Some(name) = trimmed.strip_prefix('[').and_then(|s| s.strip_suffix(']')) {
-            section = Some(name.to_string());
-            continue;
-        }
-        let Some(current) = section.clone() else {
-            return Err(format!("line {}: option outside of any section", n + 1));
-        };
-        let Some((name, first)) = line.split_once('=') else {
-            return Err(format!("line {}: expected Key=Value", n + 1));
-        };
-        let mut value = first.to_string();
-        while value.ends_with('\\') {
-            let Some((_, next)) = lines.next() else { break };
-            value.push('\n');
-            value.push_str(next.trim_end_matches('\r'));
-        }
-        options.push(UnitOption {
-            section: Cow::Owned(current),
-            name: Cow::Owned(name.trim().to_string()),
-            value: value.trim().to_string(),
-        });
-    }
-    Ok(options)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -122,13 +77,5 @@ mod tests {
             "[Unit]\nDescription=x\nAfter=y.service\n\n[Service]\nExecStart=/bin/true\n"
         );
         assert_eq!(serialize(&[]), "");
-    }
-
-    #[test]
-    fn continuation_is_kept_verbatim() {
-        let text = "[Service]\nExecStart=/a \\\n  b\nRestart=always\n";
-        let opts = deserialize(text).unwrap();
-        assert_eq!(opts[0].value, "/a \\\n  b");
-        assert_eq!(opts[1].name, "Restart");
     }
 }

@@ -1,5 +1,5 @@
 //! The container registrator every Kaylee server runs, leader or not
-//! (DESIGN.md §7): it keeps `<prefix>/instances/<machine-id>/<unit>/<container>`
+//! (docs/design.md §7): it keeps `<prefix>/instances/<machine-id>/<unit>/<container>`
 //! → container IP in etcd, for every running local container labelled
 //! `kaylee.name=<unit>`, on the server's lease.
 //!

@@ -13,7 +13,7 @@ mod v3;
 
 pub use any::{AnyPrepared, AnyRegistry, AnySource, FleetApi};
 pub use v2::V2Registry;
-pub use v2_source::{POLL_WINDOW, V2Prefix, events_of};
+pub use v2_source::V2Prefix;
 pub use v3::{DEFAULT_MAX_TXN_OPS, V3Batch, V3Registry};
 
 use crate::etcd::EtcdError;

@@ -64,6 +64,13 @@ impl Inner {
     }
 }
 
+/// The first retry of a failing name; later ones grow by the `backoff`
+/// crate's default factor, 1.5, up to the queue's cap.
+const FIRST_RETRY: Duration = Duration::from_millis(200);
+/// Jitter spreads the retries of many failing units; the cap holds up to
+/// it (±20%).
+const RETRY_JITTER: f64 = 0.2;
+
 pub struct WorkQueue {
     inner: Mutex<Inner>,
     ready: Notify,
@@ -72,6 +79,8 @@ pub struct WorkQueue {
     /// timer per delay cost megabytes when 10,000 units wait on their
     /// progress deadline).
     timers: OnceLock<mpsc::UnboundedSender<(String, Instant)>>,
+    /// [`RETRY_JITTER`]; 0 only in tests, so they can assert exact waits.
+    jitter: f64,
 }
 
 /// The timer task of a queue: a `DelayQueue` of pending adds, each name at
@@ -116,6 +125,19 @@ impl WorkQueue {
             inner: Mutex::new(Inner::default()),
             ready: Notify::new(),
             max_backoff,
+            timers: OnceLock::new(),
+            jitter: RETRY_JITTER,
+        })
+    }
+
+    /// Retries without jitter: every wait is exact.
+    #[cfg(test)]
+    fn without_jitter(max_backoff: Duration) -> Arc<WorkQueue> {
+        Arc::new(WorkQueue {
+            inner: Mutex::new(Inner::default()),
+            ready: Notify::new(),
+            max_backoff,
+            jitter: 0.0,
             timers: OnceLock::new(),
         })
     }
@@ -205,11 +227,9 @@ impl WorkQueue {
             let mut q = self.lock();
             let max = self.max_backoff;
             let b = q.failures.entry(name.to_string()).or_insert_with(|| {
-                // Jitter spreads retries of many failing units; the cap holds
-                // up to the jitter (±20%).
                 ExponentialBackoffBuilder::new()
-                    .with_initial_interval(Duration::from_millis(200))
-                    .with_randomization_factor(0.2)
+                    .with_initial_interval(FIRST_RETRY)
+                    .with_randomization_factor(self.jitter)
                     .with_max_interval(max)
                     .with_max_elapsed_time(None)
                     .build()
@@ -317,30 +337,45 @@ mod tests {
         assert_eq!(q.len(), 0, "the later timers were superseded");
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn failures_back_off_exponentially_until_forgotten() {
-        let q = WorkQueue::with_max_backoff(Duration::from_secs(8));
+    /// The wait of each of `n` failures in a row of one name, on the
+    /// paused clock (it jumps to each timer, so waits are exact).
+    async fn retry_waits(q: &Arc<WorkQueue>, n: usize) -> Vec<Duration> {
         let mut waits = Vec::new();
-        for _ in 0..6 {
+        for _ in 0..n {
             let start = Instant::now();
             q.add_rate_limited("a");
             assert_eq!(q.get().await.as_deref(), Some("a"));
             waits.push(start.elapsed());
             q.done("a");
         }
-        assert!(waits[0] < Duration::from_millis(400), "{waits:?}");
-        assert!(waits[3] > waits[0] * 2, "{waits:?}");
-        assert!(
-            waits
-                .iter()
-                .all(|w| *w <= Duration::from_millis(8 * 1200 + 100)),
-            "{waits:?}"
+        waits
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failures_back_off_exponentially_to_the_cap_until_forgotten() {
+        let q = WorkQueue::without_jitter(Duration::from_secs(1));
+        let ms = Duration::from_millis;
+        // 200 ms, then x1.5 a step (backoff's default), held at the cap.
+        assert_eq!(
+            retry_waits(&q, 6).await,
+            [ms(200), ms(300), ms(450), ms(675), ms(1000), ms(1000)]
         );
         q.forget("a");
-        let start = Instant::now();
-        q.add_rate_limited("a");
-        q.get().await;
-        assert!(start.elapsed() < Duration::from_millis(400));
+        assert_eq!(retry_waits(&q, 1).await, [ms(200)], "starts over");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn jitter_keeps_each_retry_within_a_fifth_of_its_step() {
+        let q = WorkQueue::with_max_backoff(Duration::from_secs(1));
+        let steps = [200.0, 300.0, 450.0, 675.0, 1000.0, 1000.0];
+        for (wait, step) in retry_waits(&q, 6).await.iter().zip(steps) {
+            // The paused clock fires timers on whole milliseconds.
+            let ms = wait.as_secs_f64() * 1000.0;
+            assert!(
+                (step * 0.8 - 1.0..=step * 1.2 + 1.0).contains(&ms),
+                "{ms} ms for a step of {step} ms"
+            );
+        }
     }
 
     #[tokio::test]

@@ -503,34 +503,16 @@ impl<'a> Decoder<'a> {
 }
 
 /// The allowed field closest to a typo, if it is close enough to be a guess
-/// worth printing.
+/// worth printing: within 2 edits (Levenshtein, case ignored), or a quarter
+/// of the field's length for long ones.
 fn suggest<'a>(key: &str, allowed: &[&'a str]) -> Option<&'a str> {
     let key = key.to_ascii_lowercase();
     allowed
         .iter()
-        .map(|a| (edit_distance(&key, &a.to_ascii_lowercase()), *a))
+        .map(|a| (strsim::levenshtein(&key, &a.to_ascii_lowercase()), *a))
         .filter(|(d, a)| *d <= 2.max(a.len() / 4))
         .min_by_key(|(d, _)| *d)
         .map(|(_, a)| a)
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let cur = row[j + 1];
-            row[j + 1] = if ca == *cb {
-                prev
-            } else {
-                1 + prev.min(cur).min(row[j])
-            };
-            prev = cur;
-        }
-    }
-    row[b.len()]
 }
 
 #[cfg(test)]

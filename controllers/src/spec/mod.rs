@@ -1,4 +1,4 @@
-//! The unit spec (DESIGN §2): YAML from the CLI, JSON from etcd, one model.
+//! The unit spec (docs/design.md §2): YAML from the CLI, JSON from etcd, one model.
 
 mod decode;
 mod error;

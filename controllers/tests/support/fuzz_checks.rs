@@ -3,8 +3,9 @@
 //! exactly the same code on their inputs.
 
 use super::systemd;
+use super::unitfile::deserialize;
 use super::words::{LINE_LIMIT, expected_word};
-use kaylee_controllers::fleet::unitfile::{deserialize, serialize};
+use kaylee_controllers::fleet::unitfile::serialize;
 use kaylee_controllers::fleet::{RenderOptions, render};
 use kaylee_controllers::spec::{self, Unit};
 

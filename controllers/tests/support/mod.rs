@@ -3,5 +3,6 @@
 
 pub mod fuzz_checks;
 pub mod systemd;
+pub mod unitfile;
 pub mod units;
 pub mod words;
