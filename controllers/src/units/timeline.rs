@@ -13,8 +13,28 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Clone)]
 struct JobClock {
     first: Instant,
-    /// Per machine, since when the job has been ready there.
-    ready: HashMap<String, Instant>,
+    /// Per machine, since when the job has been ready there (nearly always
+    /// one machine or none: a list costs nothing until then).
+    ready: Vec<(Box<str>, Instant)>,
+}
+
+impl JobClock {
+    fn new(first: Instant) -> JobClock {
+        JobClock {
+            first,
+            ready: Vec::new(),
+        }
+    }
+}
+
+/// A job of one unit, by the fields of its name that vary (spec hash,
+/// group, replica), without a string: a leader keeps one clock per fleet
+/// job, 40,000 at 10,000 units.
+type JobKey = (u32, u32, u32);
+
+fn job_key(name: &crate::fleet::FleetName) -> JobKey {
+    let hex = |s: &str| u32::from_str_radix(s, 16).unwrap_or(u32::MAX);
+    (hex(&name.spec_hash), hex(&name.group), name.replica)
 }
 
 #[derive(Debug, Clone)]
@@ -33,7 +53,7 @@ struct RevisionClock {
 
 #[derive(Debug, Clone, Default)]
 struct UnitClock {
-    jobs: HashMap<String, JobClock>,
+    jobs: HashMap<JobKey, JobClock>,
     revision: Option<RevisionClock>,
 }
 
@@ -55,22 +75,20 @@ impl Timeline {
         let mut entry = self.units.entry(unit.to_string()).or_default();
         let before = std::mem::take(&mut entry.jobs);
         for job in jobs.iter_mut() {
-            let name = job.name.to_name();
-            let mut clock = before.get(&name).cloned().unwrap_or(JobClock {
-                first: now,
-                ready: HashMap::new(),
-            });
-            if job.stopped {
-                clock = JobClock {
-                    first: now,
-                    ready: HashMap::new(),
-                };
-            }
-            let mut ready = HashMap::new();
+            let key = job_key(&job.name);
+            let mut clock = match before.get(&key) {
+                Some(c) if !job.stopped => c.clone(),
+                _ => JobClock::new(now),
+            };
+            let mut ready = Vec::new();
             for p in job.placements.iter_mut() {
                 p.ready_for = if p.is_ready() {
-                    let since = clock.ready.get(&p.machine).copied().unwrap_or(now);
-                    ready.insert(p.machine.clone(), since);
+                    let since = clock
+                        .ready
+                        .iter()
+                        .find(|(m, _)| **m == *p.machine)
+                        .map_or(now, |(_, t)| *t);
+                    ready.push((Box::from(p.machine.as_str()), since));
                     Some(now.saturating_duration_since(since))
                 } else {
                     None
@@ -78,7 +96,7 @@ impl Timeline {
             }
             clock.ready = ready;
             job.age = now.saturating_duration_since(clock.first);
-            entry.jobs.insert(name, clock);
+            entry.jobs.insert(key, clock);
         }
     }
 

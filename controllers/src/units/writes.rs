@@ -3,7 +3,7 @@
 //! batched together into fenced transactions.
 
 use super::decide::Condition;
-use super::status::UnitStatus;
+use super::status::{RolledBack, UnitStatus};
 use crate::etcd::{EtcdConfig, EtcdError};
 use crate::keys::KayleeKeys;
 use crate::registry::{ApplyError, FleetOp, FleetRegistry};
@@ -43,22 +43,52 @@ pub fn writer<R: FleetRegistry>(
     })
 }
 
-/// A status as [`Statuses`] remembers it.
+/// A status as [`Statuses`] remembers it: a hash of its JSON, and the
+/// fields later reconciles read back, in as few bytes as a leader keeping
+/// 10,000 of them can afford.
 #[derive(Debug, Clone)]
 struct Stored {
     hash: u64,
-    summary: UnitStatus,
+    spec_hash: Box<str>,
+    spec_revision: i64,
+    restart_revision: i64,
+    revision: u64,
+    desired: u32,
+    condition: Option<Condition>,
+    complete: bool,
+    rolled_back: Option<Box<RolledBack>>,
+    error: Option<Box<str>>,
 }
 
 impl Stored {
-    fn of(json: &str, status: &UnitStatus) -> Stored {
+    fn of(json: &str, s: &UnitStatus) -> Stored {
         Stored {
             hash: hash_of(json),
-            summary: UnitStatus {
-                unavailable: Vec::new(),
-                waiting_for: None,
-                ..status.clone()
-            },
+            spec_hash: s.spec_hash.as_str().into(),
+            spec_revision: s.spec_revision,
+            restart_revision: s.restart_revision,
+            revision: s.revision,
+            desired: s.desired,
+            condition: s.condition,
+            complete: s.complete,
+            rolled_back: s.rolled_back.clone().map(Box::new),
+            error: s.error.as_deref().map(Box::from),
+        }
+    }
+
+    /// The status with what was kept (no replica lists, no counts).
+    fn summary(&self) -> UnitStatus {
+        UnitStatus {
+            spec_hash: self.spec_hash.to_string(),
+            spec_revision: self.spec_revision,
+            restart_revision: self.restart_revision,
+            revision: self.revision,
+            desired: self.desired,
+            condition: self.condition,
+            complete: self.complete,
+            rolled_back: self.rolled_back.as_deref().cloned(),
+            error: self.error.as_deref().map(str::to_string),
+            ..UnitStatus::default()
         }
     }
 }
@@ -108,13 +138,8 @@ impl Statuses {
                 && let Some(name) = KayleeKeys::name_in(&prefix, key)
             {
                 // One that does not parse is rewritten at the first chance.
-                let stored = match serde_json::from_str::<UnitStatus>(value) {
-                    Ok(s) => Stored::of(value, &s),
-                    Err(_) => Stored {
-                        hash: hash_of(value),
-                        summary: UnitStatus::default(),
-                    },
-                };
+                let status = serde_json::from_str::<UnitStatus>(value).unwrap_or_default();
+                let stored = Stored::of(value, &status);
                 self.written.insert(name.to_string(), stored);
             }
         }
@@ -129,7 +154,7 @@ impl Statuses {
     /// The stored status of `name`, without its list of unavailable
     /// replicas.
     pub fn get(&self, name: &str) -> Option<UnitStatus> {
-        self.written.get(name).map(|s| s.summary.clone())
+        self.written.get(name).map(|s| s.summary())
     }
 
     /// Writes `fleet_ops` and, right after them (in the same transaction
@@ -145,7 +170,8 @@ impl Statuses {
         let json = status.as_ref().map(UnitStatus::to_json);
         let previous = self.written.get(name).map(|v| v.clone());
         let changed = json.as_deref().map(hash_of) != previous.as_ref().map(|p| p.hash);
-        let before = previous.as_ref().map(|p| &p.summary);
+        let before = previous.as_ref().map(Stored::summary);
+        let before = before.as_ref();
         if let Some(error) = status.as_ref().and_then(|s| s.error.as_ref())
             && changed
             && newly_invalid(before, error)

@@ -61,8 +61,8 @@ fn a_stored_status_keeps_what_reconciles_read_back_not_its_list() {
     let json = s.to_json();
     let stored = Stored::of(&json, &s);
     assert_eq!(stored.hash, hash_of(&json));
-    assert_eq!(stored.summary.spec_revision, 7);
-    assert!(stored.summary.unavailable.is_empty());
+    assert_eq!(stored.summary().spec_revision, 7);
+    assert!(stored.summary().unavailable.is_empty());
 }
 
 /// The status writer over an in-memory registry, as a leader's is.
@@ -125,7 +125,10 @@ async fn a_status_is_written_after_its_fleet_writes_and_only_when_it_changed() {
         matches!(&ops[2], FleetOp::Kaylee { value: Some(v), .. } if v.contains("\"available\":2")),
         "the unchanged status was not written again: {ops:?}"
     );
-    assert_eq!(s.get("web").map(|x| x.available), Some(2));
+    assert_eq!(
+        s.get("web").and_then(|x| x.condition),
+        Some(Condition::Available)
+    );
 }
 
 #[tokio::test]
