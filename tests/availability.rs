@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 use support::docker::test_image;
 use support::fleet::{Api, spec_hash_of};
+use support::standin::Standin;
 use world::{SLEEPER, World};
 
 const WAIT: Duration = Duration::from_secs(90);
@@ -37,6 +38,24 @@ fn absent_image() -> String {
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A world with one machine, m1 (fleet's engine too), whose Kaylee server
+/// registers its containers.
+async fn one_machine(api: Api, test: &str) -> (World, Standin) {
+    let mut world = World::new(api, test).await;
+    let fleet = world.machines(&["m1"], true, &[]);
+    world.server("s1", Some("m1"));
+    (world, fleet)
+}
+
+/// The rows of `kaylee history` (its header left out).
+fn history_rows(w: &World) -> Vec<String> {
+    text(&w.kaylee(&["history", &w.unit]).stdout)
+        .lines()
+        .skip(1)
+        .map(str::to_string)
+        .collect()
 }
 
 /// Runs `file` with `--wait` and asserts it rolls out; the status then.
@@ -98,21 +117,30 @@ impl Floor {
     }
 }
 
+/// Rolls `good` out (3 replicas), then runs `bad` with `--wait`, which
+/// must exit 1: the good spec's hash, the floor watching its replicas, the
+/// CLI's stderr and how long it took.
+async fn break_a_good_rollout(
+    w: &Arc<World>,
+    good: &str,
+    bad: &str,
+) -> (String, Floor, String, Duration) {
+    let before = roll_out(w, good, 3).await;
+    let good_hash = before["specHash"].as_str().expect("spec hash").to_string();
+    let floor = Floor::watch(w, &good_hash);
+    let (out, took) = w.kaylee_within(&["run", "--wait", "--timeout", "90s", bad], WAIT);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    (good_hash, floor, stderr, took)
+}
+
 async fn a_broken_version_never_takes_the_service_down(api: Api) {
     require_docker!();
-    let mut world = World::new(api, "broken").await;
-    let _fleet = world.machines(&["m1"], true, &[]);
-    world.server("s1", Some("m1"));
+    let (world, _fleet) = one_machine(api, "broken").await;
     let good = world.unit_file("good", &spec(3, &test_image(), ""));
     let bad = world.unit_file("bad", &spec(3, &absent_image(), "  progressDeadline: 8s\n"));
     let w = Arc::new(world);
-    let before = roll_out(&w, &good, 3).await;
-    let good_hash = before["specHash"].as_str().expect("spec hash").to_string();
-
-    let floor = Floor::watch(&w, &good_hash);
-    let (out, took) = w.kaylee_within(&["run", "--wait", "--timeout", "90s", &bad], WAIT);
-    let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let (good_hash, floor, stderr, took) = break_a_good_rollout(&w, &good, &bad).await;
     assert!(stderr.contains("failed: 3/3 available"), "{stderr}");
     assert!(
         stderr.contains("activating/auto-restart on m1"),
@@ -156,8 +184,8 @@ async fn a_broken_version_never_takes_the_service_down(api: Api) {
         status_out.contains("activating/auto-restart on m1"),
         "{status_out}"
     );
-    let history = text(&w.kaylee(&["history", &w.unit]).stdout);
-    let revisions: Vec<&str> = history.lines().skip(1).collect();
+    let revisions = history_rows(&w);
+    let history = revisions.join("\n");
     assert_eq!(revisions.len(), 2, "{history}");
     assert!(
         revisions[0].contains("yes,"),
@@ -171,9 +199,7 @@ async fn a_broken_version_never_takes_the_service_down(api: Api) {
 
 async fn a_failed_rollout_rolls_back_when_the_unit_asks(api: Api) {
     require_docker!();
-    let mut world = World::new(api, "rollback").await;
-    let _fleet = world.machines(&["m1"], true, &[]);
-    world.server("s1", Some("m1"));
+    let (world, _fleet) = one_machine(api, "rollback").await;
     let good = world.unit_file("good", &spec(3, &test_image(), ""));
     let bad = world.unit_file(
         "bad",
@@ -184,13 +210,7 @@ async fn a_failed_rollout_rolls_back_when_the_unit_asks(api: Api) {
         ),
     );
     let w = Arc::new(world);
-    let before = roll_out(&w, &good, 3).await;
-    let good_hash = before["specHash"].as_str().expect("spec hash").to_string();
-    let floor = Floor::watch(&w, &good_hash);
-
-    let (out, took) = w.kaylee_within(&["run", "--wait", "--timeout", "90s", &bad], WAIT);
-    let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let (good_hash, floor, stderr, took) = break_a_good_rollout(&w, &good, &bad).await;
     assert!(
         stderr.contains("rolled back: revision 2 failed and revision 1 was put back"),
         "{stderr}"
@@ -213,8 +233,8 @@ async fn a_failed_rollout_rolls_back_when_the_unit_asks(api: Api) {
         3,
         "the broken replica is gone"
     );
-    let history = text(&w.kaylee(&["history", &w.unit]).stdout);
-    let revisions: Vec<&str> = history.lines().skip(1).collect();
+    let revisions = history_rows(&w);
+    let history = revisions.join("\n");
     assert_eq!(revisions.len(), 3, "{history}");
     assert!(revisions[1].contains("never"), "{history}");
     assert!(
@@ -231,9 +251,7 @@ async fn a_failed_rollout_rolls_back_when_the_unit_asks(api: Api) {
 
 async fn a_healthcheck_holds_availability_back(api: Api) {
     require_docker!();
-    let mut world = World::new(api, "health").await;
-    let _fleet = world.machines(&["m1"], true, &[]);
-    world.server("s1", Some("m1"));
+    let (world, _fleet) = one_machine(api, "health").await;
     // Healthy once /tmp/ok exists, five seconds after it starts.
     let slow = "sh -c \"sleep 5; touch /tmp/ok; trap 'exit 0' TERM; while true; do sleep 1; done\"";
     let file = world.unit_file(

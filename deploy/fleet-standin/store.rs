@@ -72,6 +72,21 @@ struct Remembered {
     engine_lease: Option<i64>,
 }
 
+impl Remembered {
+    /// After a write of `abs`: etcd has it, or (its guard gone) it is
+    /// forgotten.
+    fn written(&mut self, ttl: Ttl, abs: &str, kept: bool) {
+        let keys = self.keys.entry(ttl).or_default();
+        if kept {
+            if let Some(e) = keys.get_mut(abs) {
+                e.written = true;
+            }
+        } else {
+            keys.remove(abs);
+        }
+    }
+}
+
 /// fleet's registry.
 pub struct Store {
     backend: Backend,
@@ -211,14 +226,7 @@ impl Store {
             .or_default()
             .insert(abs.clone(), entry.clone());
         let kept = self.write_entry(&mut r, ttl, &abs, &entry, false).await?;
-        let keys = r.keys.entry(ttl).or_default();
-        if kept {
-            if let Some(e) = keys.get_mut(&abs) {
-                e.written = true;
-            }
-        } else {
-            keys.remove(&abs);
-        }
+        r.written(ttl, &abs, kept);
         Ok(())
     }
 
@@ -269,14 +277,7 @@ impl Store {
                 continue;
             }
             let kept = self.write_entry(&mut r, ttl, &abs, &entry, true).await?;
-            let keys = r.keys.entry(ttl).or_default();
-            if kept {
-                if let Some(e) = keys.get_mut(&abs) {
-                    e.written = true;
-                }
-            } else {
-                keys.remove(&abs);
-            }
+            r.written(ttl, &abs, kept);
         }
         Ok(())
     }

@@ -5,18 +5,27 @@ use super::wait::{self, Target};
 use super::{Exit, Result};
 use crate::cli::{EtcdArgs, Output, WaitArgs};
 use crate::table::Table;
+use kaylee_controllers::client::KayleeClient;
 use kaylee_controllers::spec;
 use kaylee_controllers::units::history::Revision;
 
-pub async fn list(etcd: &EtcdArgs, name: &str, output: Output) -> Result {
-    let client = connect(etcd).await?;
+/// The unit's history, and the revision its status says is current (none
+/// without a status that names one).
+async fn history(client: &KayleeClient, name: &str) -> Result<(Vec<Revision>, Option<u64>)> {
     let revisions = client.history(name).await.map_err(client_error)?;
     let current = client
         .get(name)
         .await
         .ok()
         .and_then(|v| v.status)
-        .map(|s| s.revision);
+        .map(|s| s.revision)
+        .filter(|r| *r > 0);
+    Ok((revisions, current))
+}
+
+pub async fn list(etcd: &EtcdArgs, name: &str, output: Output) -> Result {
+    let client = connect(etcd).await?;
+    let (revisions, current) = history(&client, name).await?;
     if output == crate::cli::Output::Json {
         let text = serde_json::to_string_pretty(&revisions).map_err(Exit::runtime)?;
         crate::outln!("{text}")?;
@@ -81,14 +90,7 @@ fn choose(revisions: &[Revision], current: Option<u64>, to: Option<u64>) -> Resu
 
 pub async fn rollback(etcd: &EtcdArgs, name: &str, to: Option<u64>, follow: &WaitArgs) -> Result {
     let client = connect(etcd).await?;
-    let revisions = client.history(name).await.map_err(client_error)?;
-    let current = client
-        .get(name)
-        .await
-        .ok()
-        .and_then(|v| v.status)
-        .map(|s| s.revision)
-        .filter(|r| *r > 0);
+    let (revisions, current) = history(&client, name).await?;
     let chosen = choose(&revisions, current, to)?;
     let source = format!("history revision {} of {name}", chosen.revision);
     let unit = spec::from_json(&chosen.unit.to_string(), &source).map_err(Exit::runtime)?;

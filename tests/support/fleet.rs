@@ -215,35 +215,24 @@ impl FleetView {
     /// Every key under the fleet prefix, with value and mod revision (v2:
     /// modifiedIndex), read at one point in time.
     async fn raw(&self) -> Vec<(String, String, i64)> {
-        if self.api == Api::V2 {
-            return v2::tree(self.port, FLEET).await;
-        }
-        let mut kv = self.client.kv_client();
-        let resp = kv
-            .get(FLEET, Some(GetOptions::new().with_prefix()))
-            .await
-            .expect("reading fleet's registry");
-        resp.kvs()
-            .iter()
-            .map(|item| {
-                (
-                    item.key_str().expect("utf-8 key").to_string(),
-                    String::from_utf8_lossy(item.value()).into_owned(),
-                    item.mod_revision(),
-                )
-            })
-            .collect()
+        self.tree_with_revisions(FLEET).await
     }
 
     /// Every key (with its value) under the directory `dir` (absolute,
     /// ending in `/`) of fleet's registry.
     pub async fn tree(&self, dir: &str) -> Vec<(String, String)> {
+        self.tree_with_revisions(dir)
+            .await
+            .into_iter()
+            .map(|(k, v, _)| (k, v))
+            .collect()
+    }
+
+    /// Like [`FleetView::tree`], with each key's mod revision (v2:
+    /// modifiedIndex).
+    async fn tree_with_revisions(&self, dir: &str) -> Vec<(String, String, i64)> {
         if self.api == Api::V2 {
-            return v2::tree(self.port, dir.trim_end_matches('/'))
-                .await
-                .into_iter()
-                .map(|(k, v, _)| (k, v))
-                .collect();
+            return v2::tree(self.port, dir.trim_end_matches('/')).await;
         }
         let mut kv = self.client.kv_client();
         let resp = kv
@@ -256,6 +245,7 @@ impl FleetView {
                 (
                     item.key_str().expect("utf-8 key").to_string(),
                     String::from_utf8_lossy(item.value()).into_owned(),
+                    item.mod_revision(),
                 )
             })
             .collect()
