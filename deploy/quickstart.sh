@@ -385,8 +385,9 @@ Try:
   curl -s <an IP from status>:8080           # hello from a container
   $kaylee history hello
   sed 's/kaylee-quickstart:1/kaylee-quickstart:2/' deploy/examples/hello.yaml > /tmp/hello2.yaml
-  $kaylee run --wait /tmp/hello2.yaml        # an image that does not exist: the rollout
-                                             # stops at its deadline, every replica serving
+  $kaylee run --wait /tmp/hello2.yaml        # a new version on a full host: no room to start
+                                             # a new replica first, so the rollout stops at its
+                                             # deadline (1 m) and both replicas keep serving
   curl -s 127.0.0.1:${ports[0]}/metrics | grep ^kaylee_
   kill \$(cat $state/kaylee-a.pid)    # the standby takes over
 

@@ -48,11 +48,10 @@ fn reason(s: &UnitStatus) -> Option<String> {
         .iter()
         .max_by_key(|(reason, n)| (!reason.starts_with("not created"), **n))?;
     let others = s.unavailable.len() - n + s.more_unavailable as usize;
-    let mut line = format!("{top} ({n})");
-    if others > 0 {
-        line.push_str(&format!(" and {others} more"));
-    }
-    Some(line)
+    Some(match others {
+        0 => top.to_string(),
+        _ => format!("{top} (+{others} more)"),
+    })
 }
 
 fn condition_word(v: &Value) -> String {
@@ -201,7 +200,10 @@ pub async fn status(etcd: &EtcdArgs, name: &str, fleet: &FleetArgs, output: Outp
                 i.machine.clone(),
                 i.container.clone(),
                 i.ip.clone(),
-                i.health.clone().unwrap_or_else(|| "-".into()),
+                match i.health.as_deref() {
+                    Some("none") | None => "-".into(),
+                    Some(h) => h.to_string(),
+                },
             ]);
         }
         crate::output::print(&t.render())?;
@@ -243,7 +245,10 @@ fn replicas(
     for u in units {
         let container = container_name(&u.name);
         let health = |machine: &str| match registered.get(&(machine, container.as_str())) {
-            Some(i) => i.health.clone().unwrap_or_else(|| "registered".into()),
+            Some(i) => match i.health.as_deref() {
+                Some("none") | None => "registered".into(),
+                Some(h) => h.to_string(),
+            },
             None => "-".into(),
         };
         let mut machines: Vec<(String, String)> = u

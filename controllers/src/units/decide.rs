@@ -124,8 +124,8 @@ pub struct Decision {
     pub updated_available: u32,
     /// Replicas fleet reports running on live machines.
     pub running: u32,
-    /// Every replica of the current template that is not available (and
-    /// an old one's only when the rollout needs it), with why.
+    /// Every replica that is not available, with why: the current
+    /// template's first, then old ones, then those not created yet.
     pub unavailable: Vec<Unavailable>,
     /// The new unit a rolling update waits for.
     pub waiting_for: Option<String>,
@@ -342,14 +342,13 @@ fn conclude(t: &Target<'_>, facts: &Facts<'_>, a: Assessed<'_>, progress: Progre
     write(&mut d, t, &s, &available, stalled);
     relaunch(&mut d, t, facts.jobs);
 
-    // What does not serve: the current template's replicas, and the old
-    // ones too when nothing current exists to report on.
-    let mut reported: Vec<&ObservedJob> = s.current.clone();
-    if reported.is_empty() {
-        reported = s.old.clone();
-    }
-    reported.sort_by_key(|o| o.name.replica);
-    for o in reported {
+    // What does not serve: the current template's replicas first, then
+    // the old ones (real replicas too, until the rollout replaces them).
+    let mut current = s.current.clone();
+    current.sort_by_key(|o| o.name.replica);
+    let mut old = s.old.clone();
+    old.sort_by_key(|o| o.name.replica);
+    for o in current.into_iter().chain(old) {
         d.unavailable
             .extend(verdicts[&o.name].unavailable.iter().cloned());
     }
