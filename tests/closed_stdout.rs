@@ -5,6 +5,7 @@
 
 mod support;
 
+use kaylee_controllers::units::history::Revision;
 use std::fs::OpenOptions;
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::ExitStatusExt;
@@ -155,6 +156,30 @@ fn commands_that_ask_etcd_end_like_cat_or_say_one_line() {
         with(&["restart", "countly"]),
     ];
     for args in &reads {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        assert_sigpipe(&args);
+        assert_full(&args);
+    }
+    // A revision as a leader records it: history and rollback print too.
+    let unit = kaylee_controllers::spec::from_yaml(
+        &std::fs::read_to_string("deploy/examples/countly.yaml").expect("example"),
+        "countly.yaml",
+    )
+    .expect("a valid example");
+    let record = Revision::new(1, 1, "abcdef", &unit).mark_available();
+    etcd.put_v3("/kaylee/history/countly/0000000001", &record.to_json());
+    let more = [
+        with(&["history", "countly"]),
+        with(&["history", "countly", "-o", "json"]),
+        with(&["rollback", "countly", "--to-revision", "1"]),
+        with(&[
+            "diff",
+            "deploy/examples/countly.yaml",
+            "--fleet-etcd-api",
+            "v3",
+        ]),
+    ];
+    for args in &more {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         assert_sigpipe(&args);
         assert_full(&args);

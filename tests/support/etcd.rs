@@ -223,6 +223,17 @@ impl Etcd {
         http_request(self.client_port, "GET", path, None, Duration::from_secs(5))
     }
 
+    /// Puts a v3 key through the gateway (a test needs no client for one).
+    pub fn put_v3(&self, key: &str, value: &str) {
+        use base64::Engine;
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        let body = format!(r#"{{"key":"{}","value":"{}"}}"#, b64(key), b64(value));
+        let (status, answer) = self
+            .http_post("/v3/kv/put", &body)
+            .expect("put through the v3 gateway");
+        assert_eq!(status, 200, "put {key} answered {status}: {answer}");
+    }
+
     /// `POST path` with a JSON body on the client port, e.g. to the v3 gRPC
     /// gateway (`/v3/kv/put` with base64 keys and values).
     pub fn http_post(&self, path: &str, json: &str) -> io::Result<(u16, String)> {
