@@ -6,7 +6,7 @@ mod support;
 
 use kaylee_controllers::etcd::{EtcdConfig, Session};
 use kaylee_controllers::keys::FleetKeys;
-use kaylee_controllers::registry::{AnyRegistry, FleetApi, FleetOp, FleetRegistry};
+use kaylee_controllers::registry::{AnyRegistry, FleetApi, FleetRegistry, Write};
 use kaylee_controllers::runtime::election::{Election, Fence};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -63,7 +63,7 @@ async fn records_written_through_v2_equal_fleets_golden_records() {
     for (name, g) in &golden {
         let unit: Value = serde_json::from_str(&text(g, "unit_value")).expect("unit JSON");
         let raw = unit["Raw"].as_str().expect("Raw").to_string();
-        ops.push(FleetOp::create(name, &raw));
+        ops.push(Write::create(name, &raw));
     }
     registry.apply(ops, &fence).await.expect("apply");
 
@@ -88,7 +88,7 @@ async fn records_written_through_v2_equal_fleets_golden_records() {
 
     let (name, g) = golden.iter().next().expect("a golden record");
     registry
-        .apply(vec![FleetOp::Destroy { name: name.clone() }], &fence)
+        .apply(vec![Write::Destroy { name: name.clone() }], &fence)
         .await
         .expect("destroy");
     assert!(
@@ -103,7 +103,7 @@ async fn records_written_through_v2_equal_fleets_golden_records() {
         "unit/<sha1> stays, as with fleet's own destroy"
     );
     registry
-        .apply(vec![FleetOp::Destroy { name: name.clone() }], &fence)
+        .apply(vec![Write::Destroy { name: name.clone() }], &fence)
         .await
         .expect("destroying a destroyed job is a no-op");
 }

@@ -6,7 +6,7 @@ mod support;
 
 use kaylee_controllers::etcd::{EtcdConfig, Session};
 use kaylee_controllers::keys::FleetKeys;
-use kaylee_controllers::registry::{AnyRegistry, ApplyError, FleetOp, FleetRegistry};
+use kaylee_controllers::registry::{AnyRegistry, ApplyError, FleetRegistry, Write};
 use kaylee_controllers::runtime::election::Election;
 use nix::sys::signal::Signal;
 use std::time::{Duration, Instant};
@@ -102,8 +102,8 @@ fn config(etcd: &Etcd) -> EtcdConfig {
     }
 }
 
-fn create(name: &str) -> FleetOp {
-    FleetOp::create(name, &format!("[Service]\nExecStart=/bin/echo {name}\n"))
+fn create(name: &str) -> Write {
+    Write::create(name, &format!("[Service]\nExecStart=/bin/echo {name}\n"))
 }
 
 async fn a_deposed_leaders_writes_are_refused_by_the_fence(api: Api) {
@@ -168,7 +168,7 @@ async fn a_deposed_leaders_writes_are_refused_by_the_fence(api: Api) {
     let refused = registry
         .apply(
             vec![
-                FleetOp::Destroy {
+                Write::Destroy {
                     name: "k:a:aaaaaa:bbbbbb:1.service".into(),
                 },
                 create("k:a:aaaaaa:bbbbbb:2.service"),

@@ -20,7 +20,7 @@ pub enum ClientError {
     #[error(transparent)]
     Etcd(#[from] EtcdError),
     #[error("reading fleet's registry: {0}")]
-    Fleet(String),
+    Fleet(#[source] crate::runtime::SourceError),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -301,17 +301,16 @@ pub async fn fleet_units<R: FleetRegistry>(
     unit: &str,
 ) -> Result<Vec<FleetUnitView>, ClientError> {
     let keys: &FleetKeys = registry.keys();
-    let fail = |e: crate::runtime::SourceError| ClientError::Fleet(e.to_string());
     let jobs = registry
         .source(keys.unit_jobs(unit))
         .list()
         .await
-        .map_err(fail)?;
+        .map_err(ClientError::Fleet)?;
     let states = registry
         .source(keys.unit_states(unit))
         .list()
         .await
-        .map_err(fail)?;
+        .map_err(ClientError::Fleet)?;
     let mut views: BTreeMap<String, FleetUnitView> = BTreeMap::new();
     for item in jobs.items {
         let Some((name, field)) = keys.parse_job(&item.key) else {
@@ -353,7 +352,7 @@ pub async fn fleet_machines<R: FleetRegistry>(
         .source(keys.machines())
         .list()
         .await
-        .map_err(|e| ClientError::Fleet(e.to_string()))?;
+        .map_err(ClientError::Fleet)?;
     Ok(listing
         .items
         .iter()

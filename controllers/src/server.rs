@@ -4,7 +4,7 @@
 
 use crate::etcd::{EtcdConfig, EtcdError, Session};
 use crate::keys::{FleetKeys, KayleeKeys};
-use crate::registry::{AnyRegistry, ApplyError, FleetApi};
+use crate::registry::{AnyRegistry, FleetApi};
 use crate::runtime::election::{Election, ElectionError};
 use crate::units::{ControllerConfig, UnitsController};
 use std::sync::Arc;
@@ -165,7 +165,7 @@ impl Server {
             Ok(f) => f,
             Err(ElectionError::Stopped) => return Term::Shutdown,
             Err(ElectionError::SessionLost) => return Term::Lost,
-            Err(ElectionError::Etcd(e)) => return Term::Failed(e.to_string()),
+            Err(ElectionError::Etcd(e)) => return Term::Failed(e.into()),
         };
         tracing::info!(key = %fence.key, "leading");
         metrics::counter!("kaylee_leader_changes_total").increment(1);
@@ -220,16 +220,19 @@ impl Server {
             return Term::Shutdown;
         }
         match result {
-            Err(ApplyError::Fenced) | Ok(()) => Term::Lost,
-            Err(e) => Term::Failed(e.to_string()),
+            Ok(()) => Term::Lost,
+            Err(e) if e.is_fenced() => Term::Lost,
+            Err(e) => Term::Failed(e.into()),
         }
     }
 }
 
+/// How a term ended.
 enum Term {
     Shutdown,
     Lost,
-    Failed(String),
+    /// etcd failed; the session is renewed after a pause.
+    Failed(Box<dyn std::error::Error + Send + Sync>),
 }
 
 async fn sleep_or_stop(d: Duration, stop: &CancellationToken) -> bool {

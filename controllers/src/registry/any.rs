@@ -3,7 +3,7 @@
 
 use super::v2::V2Registry;
 use super::v2_source::V2Prefix;
-use super::{ApplyError, FleetOp, FleetRegistry, V3Registry};
+use super::{ApplyError, FleetRegistry, V3Registry, Write};
 use crate::etcd::v2::V2Client;
 use crate::etcd::{EtcdConfig, EtcdError};
 use crate::keys::FleetKeys;
@@ -141,7 +141,7 @@ impl FleetRegistry for AnyRegistry {
         }
     }
 
-    fn prepare(&self, ops: Vec<FleetOp>) -> AnyPrepared {
+    fn prepare(&self, ops: Vec<Write>) -> AnyPrepared {
         match self {
             AnyRegistry::V2(r) => AnyPrepared::V2(r.prepare(ops)),
             AnyRegistry::V3(r) => AnyPrepared::V3(r.prepare(ops)),
@@ -152,9 +152,7 @@ impl FleetRegistry for AnyRegistry {
         match (self, prepared) {
             (AnyRegistry::V2(r), AnyPrepared::V2(p)) => r.commit(p, fence).await,
             (AnyRegistry::V3(r), AnyPrepared::V3(p)) => r.commit(p, fence).await,
-            _ => Err(ApplyError::Failed(
-                "a batch prepared for one fleet API was sent through the other".into(),
-            )),
+            _ => Err(ApplyError::WrongApi),
         }
     }
 }

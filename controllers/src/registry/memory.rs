@@ -3,7 +3,7 @@
 //! applier is tested against an in-memory store: it records every committed
 //! batch, and can be told to fail or to refuse as a lost fence would.
 
-use super::{ApplyError, FleetOp, FleetRegistry};
+use super::{ApplyError, FleetRegistry, Write};
 use crate::keys::FleetKeys;
 use crate::runtime::election::Fence;
 use crate::runtime::{EventStream, Keep, Listing, Source, SourceError};
@@ -23,7 +23,7 @@ pub enum Outcome {
 #[derive(Clone)]
 pub struct MemoryRegistry {
     keys: FleetKeys,
-    state: Arc<Mutex<(Vec<Vec<FleetOp>>, Outcome)>>,
+    state: Arc<Mutex<(Vec<Vec<Write>>, Outcome)>>,
 }
 
 impl MemoryRegistry {
@@ -42,7 +42,7 @@ impl MemoryRegistry {
     }
 
     /// Every batch committed so far.
-    pub fn committed(&self) -> Vec<Vec<FleetOp>> {
+    pub fn committed(&self) -> Vec<Vec<Write>> {
         self.state.lock().map(|s| s.0.clone()).unwrap_or_default()
     }
 }
@@ -63,7 +63,7 @@ impl Source for Empty {
 
 impl FleetRegistry for MemoryRegistry {
     type Source = Empty;
-    type Prepared = Vec<FleetOp>;
+    type Prepared = Vec<Write>;
 
     fn keys(&self) -> &FleetKeys {
         &self.keys
@@ -77,22 +77,26 @@ impl FleetRegistry for MemoryRegistry {
     fn source(&self, _: String) -> Empty {
         Empty
     }
-    fn prepare(&self, ops: Vec<FleetOp>) -> Vec<FleetOp> {
+    fn prepare(&self, ops: Vec<Write>) -> Vec<Write> {
         ops
     }
 
-    async fn commit(&self, ops: Vec<FleetOp>, _fence: &Fence) -> Result<(), ApplyError> {
+    async fn commit(&self, ops: Vec<Write>, _fence: &Fence) -> Result<(), ApplyError> {
         let mut state = self
             .state
             .lock()
-            .map_err(|_| ApplyError::Failed("the memory registry's lock is poisoned".into()))?;
+            .map_err(|_| unreachable_etcd("the memory registry's lock is poisoned"))?;
         match state.1 {
             Outcome::Commit => {
                 state.0.push(ops);
                 Ok(())
             }
-            Outcome::Fail => Err(ApplyError::Failed("etcd did not answer (test)".into())),
+            Outcome::Fail => Err(unreachable_etcd("etcd did not answer (test)")),
             Outcome::Fence => Err(ApplyError::Fenced),
         }
     }
+}
+
+fn unreachable_etcd(why: &str) -> ApplyError {
+    ApplyError::Etcd(crate::etcd::EtcdError::Unreachable(why.to_string()))
 }

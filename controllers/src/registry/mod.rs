@@ -23,10 +23,14 @@ use crate::runtime::Source;
 use crate::runtime::election::Fence;
 use std::future::Future;
 
+/// One write the units controller sends through its fenced writer: a
+/// fleet job created or destroyed, or one of Kaylee's own keys put or
+/// deleted. Each registry turns it into etcd operations that land
+/// together (one transaction through v3).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FleetOp {
+pub enum Write {
     /// Submit and start a unit: `unit/<sha1>`, `job/<name>/object`,
-    /// `job/<name>/target-state` = `launched` (see [`FleetOp::create`]).
+    /// `job/<name>/target-state` = `launched` (see [`Write::create`]).
     Create { name: String, records: [Record; 3] },
     /// Remove the whole `job/<name>/` directory (fleet keeps `unit/<sha1>`).
     Destroy { name: String },
@@ -37,27 +41,34 @@ pub enum FleetOp {
     Kaylee { key: String, value: Option<String> },
 }
 
-impl FleetOp {
+impl Write {
     /// Creates job `name` from unit file `text`. The records (a SHA-1 and
     /// JSON of the whole unit file) are made here, by the reconcile that
     /// plans the create, so the single writer that keeps fleet's
     /// transactions going spends nothing on them between two commits.
-    pub fn create(name: &str, text: &str) -> FleetOp {
-        FleetOp::Create {
+    pub fn create(name: &str, text: &str) -> Write {
+        Write::Create {
             name: name.to_string(),
             records: create_records(name, text),
         }
     }
 }
 
+/// Why [`FleetRegistry::commit`] wrote nothing, or not all: the batch's
+/// ops may have landed in part (through v2 only), which the next
+/// reconcile corrects.
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
+    /// The leader fence refused the write: leadership is lost.
     #[error("leadership lost: the write was refused by the fence")]
     Fenced,
+    /// etcd failed or did not answer in time.
     #[error(transparent)]
     Etcd(#[from] EtcdError),
-    #[error("{0}")]
-    Failed(String),
+    /// A batch prepared for one fleet API was handed to the other's
+    /// registry (a bug in the caller, refused rather than sent).
+    #[error("a batch prepared for one fleet API was sent through the other")]
+    WrongApi,
 }
 
 pub trait FleetRegistry: Send + Sync + 'static {
@@ -79,14 +90,14 @@ pub trait FleetRegistry: Send + Sync + 'static {
     /// half made, and leadership is checked before the writes.
     fn apply(
         &self,
-        ops: Vec<FleetOp>,
+        ops: Vec<Write>,
         fence: &Fence,
     ) -> impl Future<Output = Result<(), ApplyError>> + Send {
         self.commit(self.prepare(ops), fence)
     }
     /// The CPU half of [`FleetRegistry::apply`]: `ops` as requests, built
     /// while the previous batch is on the wire.
-    fn prepare(&self, ops: Vec<FleetOp>) -> Self::Prepared;
+    fn prepare(&self, ops: Vec<Write>) -> Self::Prepared;
     /// The network half of [`FleetRegistry::apply`].
     fn commit(
         &self,

@@ -1,52 +1,52 @@
 //! Fleet ops as etcd v3 transaction operations: the v3 registry's every
 //! write, and the v2 registry's status keys (which live in v3).
 
-use super::FleetOp;
+use super::Write;
 use crate::keys::FleetKeys;
 use etcd_client::{DeleteOptions, TxnOp};
 
 /// One etcd operation of a transaction.
-pub(super) enum Write {
+pub(super) enum EtcdOp {
     Put(String, String),
     Delete(String),
     DeletePrefix(String),
 }
 
-impl Write {
+impl EtcdOp {
     pub(super) fn key(&self) -> &str {
         match self {
-            Write::Put(k, _) | Write::Delete(k) | Write::DeletePrefix(k) => k,
+            EtcdOp::Put(k, _) | EtcdOp::Delete(k) | EtcdOp::DeletePrefix(k) => k,
         }
     }
 
     pub(super) fn size(&self) -> usize {
         match self {
-            Write::Put(k, v) => k.len() + v.len(),
-            Write::Delete(k) | Write::DeletePrefix(k) => k.len(),
+            EtcdOp::Put(k, v) => k.len() + v.len(),
+            EtcdOp::Delete(k) | EtcdOp::DeletePrefix(k) => k.len(),
         }
     }
 
     pub(super) fn into_op(self) -> TxnOp {
         match self {
-            Write::Put(k, v) => TxnOp::put(k, v, None),
-            Write::Delete(k) => TxnOp::delete(k, None),
-            Write::DeletePrefix(k) => TxnOp::delete(k, Some(DeleteOptions::new().with_prefix())),
+            EtcdOp::Put(k, v) => TxnOp::put(k, v, None),
+            EtcdOp::Delete(k) => TxnOp::delete(k, None),
+            EtcdOp::DeletePrefix(k) => TxnOp::delete(k, Some(DeleteOptions::new().with_prefix())),
         }
     }
 }
 
 /// One op's etcd operations, which must land in the same transaction.
-pub(super) fn txn_ops(keys: &FleetKeys, op: FleetOp) -> Vec<Write> {
+pub(super) fn txn_ops(keys: &FleetKeys, op: Write) -> Vec<EtcdOp> {
     match op {
-        FleetOp::Create { records, .. } => records
+        Write::Create { records, .. } => records
             .into_iter()
-            .map(|r| Write::Put(keys.absolute(&r.key), r.value))
+            .map(|r| EtcdOp::Put(keys.absolute(&r.key), r.value))
             .collect(),
-        FleetOp::Destroy { name } => vec![Write::DeletePrefix(keys.job(&name))],
-        FleetOp::Kaylee {
+        Write::Destroy { name } => vec![EtcdOp::DeletePrefix(keys.job(&name))],
+        Write::Kaylee {
             key,
             value: Some(v),
-        } => vec![Write::Put(key, v)],
-        FleetOp::Kaylee { key, value: None } => vec![Write::Delete(key)],
+        } => vec![EtcdOp::Put(key, v)],
+        Write::Kaylee { key, value: None } => vec![EtcdOp::Delete(key)],
     }
 }

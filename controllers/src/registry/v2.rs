@@ -13,9 +13,9 @@
 //! through its watch and, plans being level-triggered, corrects on its next
 //! reconcile.
 
-use super::txn::{Write, txn_ops};
+use super::txn::{EtcdOp, txn_ops};
 use super::v2_source::V2Prefix;
-use super::{ApplyError, FleetOp, FleetRegistry};
+use super::{ApplyError, FleetRegistry, Write};
 use crate::etcd::v2::{V2Client, V2Error, code};
 use crate::etcd::{EtcdConfig, EtcdError};
 use crate::fleet::records::Record;
@@ -91,11 +91,11 @@ impl V2Registry {
 
     /// Kaylee's own keys live in v3: one transaction fenced by the
     /// leader key, like every v3 write.
-    async fn write_statuses(&self, ops: Vec<FleetOp>, fence: &Fence) -> Result<(), ApplyError> {
+    async fn write_statuses(&self, ops: Vec<Write>, fence: &Fence) -> Result<(), ApplyError> {
         let txn_ops: Vec<TxnOp> = ops
             .into_iter()
             .flat_map(|op| txn_ops(&self.keys, op))
-            .map(Write::into_op)
+            .map(EtcdOp::into_op)
             .collect();
         if txn_ops.is_empty() {
             return Ok(());
@@ -108,17 +108,17 @@ impl V2Registry {
         }
     }
 
-    async fn write(&self, op: &FleetOp) -> Result<(), ApplyError> {
+    async fn write(&self, op: &Write) -> Result<(), ApplyError> {
         let kind = match op {
-            FleetOp::Create { records, .. } => {
+            Write::Create { records, .. } => {
                 self.create(records).await?;
                 "create"
             }
-            FleetOp::Destroy { name } => {
+            Write::Destroy { name } => {
                 self.destroy(name).await?;
                 "destroy"
             }
-            FleetOp::Kaylee { .. } => return Ok(()),
+            Write::Kaylee { .. } => return Ok(()),
         };
         metrics::counter!("kaylee_fleet_writes_total", "op" => kind).increment(1);
         Ok(())
@@ -135,7 +135,7 @@ impl V2Registry {
 
 impl FleetRegistry for V2Registry {
     type Source = V2Prefix;
-    type Prepared = Vec<FleetOp>;
+    type Prepared = Vec<Write>;
 
     fn keys(&self) -> &FleetKeys {
         &self.keys
@@ -154,14 +154,14 @@ impl FleetRegistry for V2Registry {
     }
 
     /// Nothing to build ahead: v2 requests are made as they are sent.
-    fn prepare(&self, ops: Vec<FleetOp>) -> Vec<FleetOp> {
+    fn prepare(&self, ops: Vec<Write>) -> Vec<Write> {
         ops
     }
 
-    async fn commit(&self, ops: Vec<FleetOp>, fence: &Fence) -> Result<(), ApplyError> {
-        let (statuses, fleet): (Vec<FleetOp>, Vec<FleetOp>) = ops
+    async fn commit(&self, ops: Vec<Write>, fence: &Fence) -> Result<(), ApplyError> {
+        let (statuses, fleet): (Vec<Write>, Vec<Write>) = ops
             .into_iter()
-            .partition(|op| matches!(op, FleetOp::Kaylee { .. }));
+            .partition(|op| matches!(op, Write::Kaylee { .. }));
         // Ops of one batch name different jobs (a plan never destroys and
         // creates one name at once), so within a group order does not matter.
         for group in fleet.chunks(PARALLEL_WRITES) {

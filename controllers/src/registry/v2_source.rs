@@ -48,7 +48,7 @@ impl V2Prefix {
 }
 
 fn failed(e: V2Error) -> SourceError {
-    SourceError::Failed(e.to_string())
+    SourceError::Etcd(e.into())
 }
 
 /// The informer events one v2 watch answer means for keys under `prefix`.

@@ -1,8 +1,8 @@
 //! fleet's registry laid out as flat etcd v3 keys, written in transactions
 //! fenced by the leader key.
 
-use super::txn::{Write, txn_ops};
-use super::{ApplyError, FleetOp, FleetRegistry};
+use super::txn::{EtcdOp, txn_ops};
+use super::{ApplyError, FleetRegistry, Write};
 use crate::etcd::EtcdConfig;
 use crate::keys::FleetKeys;
 use crate::runtime::EtcdPrefix;
@@ -83,7 +83,7 @@ impl FleetRegistry for V3Registry {
         EtcdPrefix::new(self.client.clone(), self.config.clone(), prefix)
     }
 
-    fn prepare(&self, ops: Vec<FleetOp>) -> V3Batch {
+    fn prepare(&self, ops: Vec<Write>) -> V3Batch {
         let mut prepared = V3Batch::default();
         let mut batch = Vec::new();
         let mut bytes = 0;
@@ -91,13 +91,13 @@ impl FleetRegistry for V3Registry {
         let mut seen: HashSet<String> = HashSet::new();
         for op in ops {
             match op {
-                FleetOp::Create { .. } => prepared.creates += 1,
-                FleetOp::Destroy { .. } => prepared.destroys += 1,
-                FleetOp::Kaylee { .. } => {}
+                Write::Create { .. } => prepared.creates += 1,
+                Write::Destroy { .. } => prepared.destroys += 1,
+                Write::Kaylee { .. } => {}
             }
             let writes = txn_ops(&self.keys, op);
-            let size: usize = writes.iter().map(Write::size).sum();
-            let fresh: Vec<Write> = writes
+            let size: usize = writes.iter().map(EtcdOp::size).sum();
+            let fresh: Vec<EtcdOp> = writes
                 .into_iter()
                 .filter(|w| !seen.contains(w.key()))
                 .collect();

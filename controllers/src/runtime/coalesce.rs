@@ -8,27 +8,26 @@ use std::future::Future;
 use std::task::Poll;
 use tokio::sync::{mpsc, oneshot};
 
-/// Why a shared write failed, as every waiter on it sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum WriteError {
-    /// The leader fence refused the write: leadership is lost.
-    Fenced,
-    Failed(String),
-}
+/// What [`Coalescer::submit`] returns when no commit will answer: the
+/// writer task is gone (its runtime is shutting down). A coalescer's error
+/// type converts from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the writer stopped")]
+pub struct WriterStopped;
 
-type Reply = oneshot::Sender<Result<(), WriteError>>;
-type Request<T> = (Vec<T>, Reply);
+type Reply<E> = oneshot::Sender<Result<(), E>>;
+type Request<T, E> = (Vec<T>, Reply<E>);
 
 /// A request, or what is left of one after its first items went out.
-struct Held<T> {
+struct Held<T, E> {
     items: Vec<T>,
-    reply: Reply,
+    reply: Reply<E>,
     /// Some of its items were in an earlier batch.
     split: bool,
 }
 
-impl<T> Held<T> {
-    fn whole((items, reply): Request<T>) -> Held<T> {
+impl<T, E> Held<T, E> {
+    fn whole((items, reply): Request<T, E>) -> Held<T, E> {
         Held {
             items,
             reply,
@@ -38,15 +37,15 @@ impl<T> Held<T> {
 }
 
 /// One transaction's worth of items, and who waits on it.
-struct Batch<T> {
+struct Batch<T, E> {
     items: Vec<T>,
-    waiters: Vec<Reply>,
+    waiters: Vec<Reply<E>>,
     room: usize,
     weight: fn(&T) -> usize,
 }
 
-impl<T> Batch<T> {
-    fn new(max_weight: usize, weight: fn(&T) -> usize) -> Batch<T> {
+impl<T, E> Batch<T, E> {
+    fn new(max_weight: usize, weight: fn(&T) -> usize) -> Batch<T, E> {
         Batch {
             items: Vec::new(),
             waiters: Vec::new(),
@@ -62,12 +61,12 @@ impl<T> Batch<T> {
     /// A batch of `first` and then as much of what has queued as fits;
     /// what did not fit goes to `held`.
     fn fill(
-        first: Held<T>,
+        first: Held<T, E>,
         max_weight: usize,
         weight: fn(&T) -> usize,
-        held: &mut Option<Held<T>>,
-        rx: &mut mpsc::UnboundedReceiver<Request<T>>,
-    ) -> Batch<T> {
+        held: &mut Option<Held<T, E>>,
+        rx: &mut mpsc::UnboundedReceiver<Request<T, E>>,
+    ) -> Batch<T, E> {
         let mut batch = Batch::new(max_weight, weight);
         let mut next = Some(first);
         while let Some(request) = next.take() {
@@ -84,7 +83,7 @@ impl<T> Batch<T> {
     /// (at least one into an empty batch, however heavy), so transactions
     /// go out full; what is left comes back. Its waiter waits for the
     /// batch that takes the last item.
-    fn take(&mut self, mut request: Held<T>) -> Option<Held<T>> {
+    fn take(&mut self, mut request: Held<T, E>) -> Option<Held<T, E>> {
         let mut fits = 0;
         for item in &request.items {
             let w = (self.weight)(item);
@@ -109,11 +108,17 @@ impl<T> Batch<T> {
     }
 }
 
-pub struct Coalescer<T> {
-    tx: mpsc::UnboundedSender<Request<T>>,
+/// The handle reconciles submit their writes through; `T` is one write,
+/// `E` why a batch failed, cloned to every request the batch carried.
+pub struct Coalescer<T, E> {
+    tx: mpsc::UnboundedSender<Request<T, E>>,
 }
 
-impl<T: Send + 'static> Coalescer<T> {
+impl<T, E> Coalescer<T, E>
+where
+    T: Send + 'static,
+    E: Clone + From<WriterStopped> + Send + 'static,
+{
     /// Starts the writer task. `weight` says how much of a transaction an
     /// item uses (etcd operations); batches are filled to `max_weight` (or
     /// hold a single heavier item), splitting a request between two
@@ -129,19 +134,19 @@ impl<T: Send + 'static> Coalescer<T> {
         weight: fn(&T) -> usize,
         prepare: Prep,
         commit: F,
-    ) -> Coalescer<T>
+    ) -> Coalescer<T, E>
     where
         Prep: Fn(Vec<T>) -> P + Send + 'static,
         P: Send + 'static,
         F: Fn(P) -> Fut + Send + 'static,
-        Fut: Future<Output = Result<(), WriteError>> + Send,
+        Fut: Future<Output = Result<(), E>> + Send,
     {
-        let (tx, mut rx) = mpsc::unbounded_channel::<Request<T>>();
+        let (tx, mut rx) = mpsc::unbounded_channel::<Request<T, E>>();
         tokio::spawn(async move {
             // What did not fit the last batch: it goes first in the next.
-            let mut held: Option<Held<T>> = None;
+            let mut held: Option<Held<T, E>> = None;
             // A batch prepared while the one before it was in flight.
-            let mut ready: Option<(P, Vec<Reply>)> = None;
+            let mut ready: Option<(P, Vec<Reply<E>>)> = None;
             loop {
                 let (prepared, waiters) = match ready.take() {
                     Some(r) => r,
@@ -190,17 +195,13 @@ impl<T: Send + 'static> Coalescer<T> {
     /// Writes `items`, in order, in the next batch or split between the
     /// next two (atomically only as far as the commit function makes one
     /// batch atomic), and waits for the outcome: the first failure, if any.
-    pub async fn submit(&self, items: Vec<T>) -> Result<(), WriteError> {
+    pub async fn submit(&self, items: Vec<T>) -> Result<(), E> {
         if items.is_empty() {
             return Ok(());
         }
         let (reply, outcome) = oneshot::channel();
-        self.tx
-            .send((items, reply))
-            .map_err(|_| WriteError::Failed("writer stopped".into()))?;
-        outcome
-            .await
-            .unwrap_or_else(|_| Err(WriteError::Failed("writer stopped".into())))
+        self.tx.send((items, reply)).map_err(|_| WriterStopped)?;
+        outcome.await.unwrap_or(Err(E::from(WriterStopped)))
     }
 }
 

@@ -1,7 +1,7 @@
 //! An informer source over one etcd v3 key prefix.
 
 use super::informer::{EventStream, Item, Keep, Listing, Source, SourceError, WatchEvent};
-use crate::etcd::EtcdConfig;
+use crate::etcd::{EtcdConfig, EtcdError};
 use etcd_client::{Client, EventType, GetOptions, WatchOptions};
 
 /// Keys per page when listing, so a large prefix stays well within the
@@ -43,10 +43,6 @@ pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     vec![0]
 }
 
-fn failed(e: impl std::fmt::Display) -> SourceError {
-    SourceError::Failed(e.to_string())
-}
-
 impl Source for EtcdPrefix {
     async fn list_keeping(&self, keep: &Keep<'_>) -> Result<Listing, SourceError> {
         let mut kv = self
@@ -61,11 +57,7 @@ impl Source for EtcdPrefix {
             if listing.revision > 0 {
                 opts = opts.with_revision(listing.revision);
             }
-            let resp = self
-                .config
-                .timed(kv.get(start.clone(), Some(opts)))
-                .await
-                .map_err(failed)?;
+            let resp = self.config.timed(kv.get(start.clone(), Some(opts))).await?;
             if listing.revision == 0 {
                 listing.revision = resp.header().map(|h| h.revision()).unwrap_or(0);
             }
@@ -102,8 +94,7 @@ impl Source for EtcdPrefix {
         let stream = self
             .config
             .timed(watch.watch(self.prefix.clone(), Some(opts)))
-            .await
-            .map_err(failed)?;
+            .await?;
         let events = futures::stream::unfold(Some(stream), |state| async move {
             let mut stream = state?;
             let item = match stream.message().await {
@@ -111,7 +102,7 @@ impl Source for EtcdPrefix {
                     if resp.compact_revision() > 0 {
                         Err(SourceError::Compacted)
                     } else {
-                        Err(failed(format!("watch canceled: {}", resp.cancel_reason())))
+                        Err(SourceError::Canceled(resp.cancel_reason().to_string()))
                     }
                 }
                 Ok(Some(resp)) => Ok(resp
@@ -131,7 +122,7 @@ impl Source for EtcdPrefix {
                     })
                     .collect()),
                 Ok(None) => return None,
-                Err(e) => Err(failed(e)),
+                Err(e) => Err(EtcdError::from(e).into()),
             };
             // After an error the stream is finished.
             let next = item.is_ok().then_some(stream);

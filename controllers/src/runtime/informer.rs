@@ -47,12 +47,18 @@ pub struct Listing {
     pub revision: i64,
 }
 
+/// Why a listing or a watch failed; the informer lists again after any.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
+    /// etcd compacted its history past the revision the watch starts from.
     #[error("history compacted past the watched revision")]
     Compacted,
-    #[error("{0}")]
-    Failed(String),
+    /// etcd canceled the watch for another reason (etcd's own words).
+    #[error("the watch was canceled: {0}")]
+    Canceled(String),
+    /// etcd failed or did not answer in time.
+    #[error(transparent)]
+    Etcd(#[from] crate::etcd::EtcdError),
 }
 
 pub type EventStream = Pin<Box<dyn Stream<Item = Result<Vec<WatchEvent>, SourceError>> + Send>>;

@@ -6,12 +6,11 @@ use super::cluster::Cluster;
 use super::history::HistoryBook;
 use super::status::RolledBack;
 use super::timeline::Timeline;
-use super::writes::{Statuses, writer};
+use super::writes::{Statuses, WriteError, writer};
 use crate::etcd::{EtcdConfig, EtcdError};
 use crate::fleet::RenderOptions;
 use crate::keys::{FleetKeys, KayleeKeys};
 use crate::registry::{ApplyError, FleetRegistry};
-use crate::runtime::coalesce::WriteError;
 use crate::runtime::election::Fence;
 use crate::runtime::{Cache, EtcdPrefix, WorkQueue, informer};
 use dashmap::DashMap;
@@ -46,19 +45,31 @@ pub struct ControllerConfig {
     pub history_limit: u64,
 }
 
+/// Why a reconcile, or the controller, stopped short.
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
+    /// A write of the reconcile's own (a rollback's spec) failed.
     #[error(transparent)]
     Apply(#[from] ApplyError),
+    /// The shared writer's batch that carried the reconcile's writes failed.
+    #[error(transparent)]
+    Write(#[from] WriteError),
+    /// Reading etcd failed.
     #[error(transparent)]
     Etcd(#[from] EtcdError),
+    /// The writes were committed but did not reach the caches in time.
     #[error("fleet's registry did not show our writes within {0:?}")]
     Unconfirmed(Duration),
 }
 
 impl ReconcileError {
-    fn is_fenced(&self) -> bool {
-        matches!(self, ReconcileError::Apply(ApplyError::Fenced))
+    /// Whether leadership is lost: the fence refused a write.
+    pub fn is_fenced(&self) -> bool {
+        match self {
+            ReconcileError::Apply(ApplyError::Fenced) => true,
+            ReconcileError::Write(e) => e.is_fenced(),
+            _ => false,
+        }
     }
 }
 
@@ -196,8 +207,10 @@ impl<R: FleetRegistry> UnitsController<R> {
     }
 
     /// Runs until `stop` is cancelled or leadership is found lost (a fenced
-    /// write was refused), which is returned as an error.
-    pub async fn run(self: Arc<Self>, stop: CancellationToken) -> Result<(), ApplyError> {
+    /// write was refused: an error whose [`ReconcileError::is_fenced`]
+    /// holds), or loading the statuses and history a term starts from
+    /// fails.
+    pub async fn run(self: Arc<Self>, stop: CancellationToken) -> Result<(), ReconcileError> {
         let inner = stop.child_token();
         let fenced = CancellationToken::new();
         let mut tasks = JoinSet::new();
@@ -263,13 +276,13 @@ impl<R: FleetRegistry> UnitsController<R> {
         let result = tokio::select! {
             r = self.clone().serve(&mut tasks, &inner, &fenced) => r,
             _ = inner.cancelled() => Ok(()),
-            _ = fenced.cancelled() => Err(ApplyError::Fenced),
+            _ = fenced.cancelled() => Err(ApplyError::Fenced.into()),
         };
         inner.cancel();
         self.queue.shut_down();
         tasks.shutdown().await;
         if fenced.is_cancelled() {
-            return Err(ApplyError::Fenced);
+            return Err(ApplyError::Fenced.into());
         }
         result
     }
@@ -312,26 +325,16 @@ impl<R: FleetRegistry> UnitsController<R> {
         tasks: &mut JoinSet<()>,
         stop: &CancellationToken,
         fenced: &CancellationToken,
-    ) -> Result<(), ApplyError> {
+    ) -> Result<(), ReconcileError> {
         self.wait_synced().await;
-        self.statuses
-            .load(&self.client, &self.etcd)
-            .await
-            .map_err(ApplyError::Etcd)?;
-        let prune = self
-            .history
-            .load(&self.client, &self.etcd)
-            .await
-            .map_err(ApplyError::Etcd)?;
+        self.statuses.load(&self.client, &self.etcd).await?;
+        let prune = self.history.load(&self.client, &self.etcd).await?;
         if !prune.is_empty() {
             tracing::info!(
                 revisions = prune.len(),
                 "dropping history past --history-limit"
             );
-            self.statuses.write(prune).await.map_err(|e| match e {
-                WriteError::Fenced => ApplyError::Fenced,
-                WriteError::Failed(why) => ApplyError::Failed(why),
-            })?;
+            self.statuses.write(prune).await?;
         }
         for _ in 0..self.config.workers.max(1) {
             let me = self.clone();

@@ -8,7 +8,7 @@
 
 use crate::etcd::{EtcdConfig, EtcdError};
 use crate::keys::KayleeKeys;
-use crate::registry::FleetOp;
+use crate::registry::Write;
 use crate::spec::Unit;
 use dashmap::DashMap;
 use etcd_client::{Client, GetOptions};
@@ -121,11 +121,7 @@ impl HistoryBook {
 
     /// Reads which revisions exist (keys only) at the start of a term;
     /// returns the deletes that bring every unit within the limit.
-    pub async fn load(
-        &self,
-        client: &Client,
-        etcd: &EtcdConfig,
-    ) -> Result<Vec<FleetOp>, EtcdError> {
+    pub async fn load(&self, client: &Client, etcd: &EtcdConfig) -> Result<Vec<Write>, EtcdError> {
         // 10 revisions of 10,000 units are over gRPC's default 4 MiB answer.
         let mut kv = client
             .kv_client()
@@ -147,7 +143,7 @@ impl HistoryBook {
             let newest = revisions.iter().copied().max().unwrap_or(0);
             for r in revisions {
                 if r + self.limit <= newest {
-                    prune.push(FleetOp::Kaylee {
+                    prune.push(Write::Kaylee {
                         key: self.keys.history_revision(&name, r),
                         value: None,
                     });
@@ -165,10 +161,10 @@ impl HistoryBook {
 
     /// The writes that record `record` (and drop the revision that falls
     /// out of the limit); call [`HistoryBook::recorded`] once written.
-    pub fn record_ops(&self, name: &str, record: &Revision) -> Vec<FleetOp> {
+    pub fn record_ops(&self, name: &str, record: &Revision) -> Vec<Write> {
         let mut ops = vec![self.put(name, record)];
         if record.revision > self.limit {
-            ops.push(FleetOp::Kaylee {
+            ops.push(Write::Kaylee {
                 key: self
                     .keys
                     .history_revision(name, record.revision - self.limit),
@@ -179,8 +175,8 @@ impl HistoryBook {
     }
 
     /// A rewrite of an existing record (marked available).
-    pub fn put(&self, name: &str, record: &Revision) -> FleetOp {
-        FleetOp::Kaylee {
+    pub fn put(&self, name: &str, record: &Revision) -> Write {
+        Write::Kaylee {
             key: self.keys.history_revision(name, record.revision),
             value: Some(record.to_json()),
         }
@@ -222,7 +218,7 @@ mod tests {
         let ops = book.record_ops("web", &r);
         assert_eq!(
             ops[1],
-            FleetOp::Kaylee {
+            Write::Kaylee {
                 key: "/kaylee/history/web/0000000001".into(),
                 value: None
             }

@@ -16,5 +16,6 @@ pub mod status;
 pub mod timeline;
 mod writes;
 
-pub use controller::{ControllerConfig, UnitsController};
+pub use controller::{ControllerConfig, ReconcileError, UnitsController};
 pub use status::UnitStatus;
+pub use writes::WriteError;

@@ -6,8 +6,8 @@ use super::decide::Condition;
 use super::status::{RolledBack, UnitStatus};
 use crate::etcd::{EtcdConfig, EtcdError};
 use crate::keys::KayleeKeys;
-use crate::registry::{ApplyError, FleetOp, FleetRegistry};
-use crate::runtime::coalesce::{Coalescer, WriteError};
+use crate::registry::{ApplyError, FleetRegistry, Write};
+use crate::runtime::coalesce::{Coalescer, WriterStopped};
 use crate::runtime::election::Fence;
 use dashmap::DashMap;
 use etcd_client::{Client, GetOptions};
@@ -20,14 +20,14 @@ pub fn writer<R: FleetRegistry>(
     registry: Arc<R>,
     fence: Fence,
     max_ops: usize,
-) -> Coalescer<FleetOp> {
-    let weight = |op: &FleetOp| match op {
-        FleetOp::Create { .. } => 3,
-        FleetOp::Destroy { .. } | FleetOp::Kaylee { .. } => 1,
+) -> Coalescer<Write, WriteError> {
+    let weight = |op: &Write| match op {
+        Write::Create { .. } => 3,
+        Write::Destroy { .. } | Write::Kaylee { .. } => 1,
     };
     let prepare = {
         let registry = registry.clone();
-        move |ops: Vec<FleetOp>| registry.prepare(ops)
+        move |ops: Vec<Write>| registry.prepare(ops)
     };
     Coalescer::spawn(max_ops, weight, prepare, move |prepared: R::Prepared| {
         let (registry, fence) = (registry.clone(), fence.clone());
@@ -35,12 +35,28 @@ pub fn writer<R: FleetRegistry>(
             registry
                 .commit(prepared, &fence)
                 .await
-                .map_err(|e| match e {
-                    ApplyError::Fenced => WriteError::Fenced,
-                    other => WriteError::Failed(other.to_string()),
-                })
+                .map_err(|e| WriteError::Apply(Arc::new(e)))
         }
     })
+}
+
+/// Why a batch of the writer failed, as each reconcile whose writes it
+/// carried sees it: the registry's own error, shared.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum WriteError {
+    /// The registry refused or failed the batch.
+    #[error(transparent)]
+    Apply(Arc<ApplyError>),
+    /// The writer task is gone (the controller is stopping).
+    #[error(transparent)]
+    Stopped(#[from] WriterStopped),
+}
+
+impl WriteError {
+    /// Whether the fence refused the batch: leadership is lost.
+    pub fn is_fenced(&self) -> bool {
+        matches!(self, WriteError::Apply(e) if matches!(**e, ApplyError::Fenced))
+    }
 }
 
 /// A status as [`Statuses`] remembers it: a hash of its JSON, and the
@@ -104,7 +120,7 @@ fn hash_of(json: &str) -> u64 {
 /// term), and the writer that carries it with the fleet ops.
 pub struct Statuses {
     keys: KayleeKeys,
-    writes: Coalescer<FleetOp>,
+    writes: Coalescer<Write, WriteError>,
     /// Per unit, the status last written (or found), so an unchanged one
     /// is never rewritten: a hash of its JSON, and the fields later
     /// reconciles read back (not its list of unavailable replicas, which
@@ -114,7 +130,7 @@ pub struct Statuses {
 
 impl Statuses {
     /// Statuses under `etcd`'s prefix, written through `writes`.
-    pub fn new(etcd: &EtcdConfig, writes: Coalescer<FleetOp>) -> Statuses {
+    pub fn new(etcd: &EtcdConfig, writes: Coalescer<Write, WriteError>) -> Statuses {
         Statuses {
             keys: KayleeKeys::new(&etcd.prefix),
             writes,
@@ -147,7 +163,7 @@ impl Statuses {
     }
 
     /// Writes `ops` alone (history kept within its limit, say).
-    pub async fn write(&self, ops: Vec<FleetOp>) -> Result<(), WriteError> {
+    pub async fn write(&self, ops: Vec<Write>) -> Result<(), WriteError> {
         self.writes.submit(ops).await
     }
 
@@ -165,7 +181,7 @@ impl Statuses {
         &self,
         name: &str,
         status: Option<UnitStatus>,
-        fleet_ops: Vec<FleetOp>,
+        fleet_ops: Vec<Write>,
     ) -> Result<(), WriteError> {
         let json = status.as_ref().map(UnitStatus::to_json);
         let previous = self.written.get(name).map(|v| v.clone());
@@ -197,7 +213,7 @@ impl Statuses {
         }
         let mut ops = fleet_ops;
         if changed {
-            ops.push(FleetOp::Kaylee {
+            ops.push(Write::Kaylee {
                 key: self.keys.status(name),
                 value: json.clone(),
             });

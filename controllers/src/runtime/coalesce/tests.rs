@@ -1,4 +1,18 @@
 use super::*;
+
+/// A commit's failure as the tests' writers report it.
+#[derive(Debug, Clone, PartialEq)]
+enum TestError {
+    Fenced,
+    Failed(String),
+    Stopped,
+}
+
+impl From<WriterStopped> for TestError {
+    fn from(_: WriterStopped) -> TestError {
+        TestError::Stopped
+    }
+}
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -16,7 +30,7 @@ async fn concurrent_requests_share_batches_within_the_limit() {
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 seen.lock()
                     .map(|mut s| s.push(items))
-                    .map_err(|_| WriteError::Fenced)
+                    .map_err(|_| TestError::Fenced)
             }
         },
     ));
@@ -46,9 +60,9 @@ async fn every_waiter_sees_the_shared_outcome() {
         100,
         |_| 1,
         |i| i,
-        |_: Vec<u8>| async { Err(WriteError::Fenced) },
+        |_: Vec<u8>| async { Err(TestError::Fenced) },
     );
-    assert_eq!(c.submit(vec![1]).await, Err(WriteError::Fenced));
+    assert_eq!(c.submit(vec![1]).await, Err(TestError::Fenced));
     assert_eq!(
         c.submit(vec![]).await,
         Ok(()),
@@ -89,11 +103,11 @@ fn recording(max: usize, failures: usize) -> Recording {
                     .ok();
                 let _ = open.wait_for(|o| *o).await;
                 if call.is_none_or(|n| n <= failures) {
-                    return Err(WriteError::Failed("refused".into()));
+                    return Err(TestError::Failed("refused".into()));
                 }
                 seen.lock()
                     .map(|mut s| s.push(items))
-                    .map_err(|_| WriteError::Fenced)
+                    .map_err(|_| TestError::Fenced)
             }
         },
     );
@@ -106,7 +120,7 @@ fn recording(max: usize, failures: usize) -> Recording {
 }
 
 struct Recording {
-    c: Arc<Coalescer<u32>>,
+    c: Arc<Coalescer<u32, TestError>>,
     commits: Commits,
     prepared: Commits,
     gate: tokio::sync::watch::Sender<bool>,
@@ -166,7 +180,7 @@ async fn the_rest_of_a_request_whose_first_part_failed_is_not_written() {
     let _ = gate.send(true);
     assert_eq!(
         c.submit((1..=6).collect()).await,
-        Err(WriteError::Failed("refused".into()))
+        Err(TestError::Failed("refused".into()))
     );
     assert_eq!(c.submit(vec![7]).await, Ok(()));
     assert_eq!(recorded(&commits), [vec![7]], "5 and 6 were dropped");
@@ -185,7 +199,7 @@ async fn a_single_item_heavier_than_a_batch_goes_alone() {
             async move {
                 seen.lock()
                     .map(|mut s| s.push(items))
-                    .map_err(|_| WriteError::Fenced)
+                    .map_err(|_| TestError::Fenced)
             }
         },
     );
@@ -196,9 +210,9 @@ async fn a_single_item_heavier_than_a_batch_goes_alone() {
 /// Submits each of `requests` from its own task, in order (this
 /// runtime polls tasks in the order spawned).
 fn submit_all(
-    c: &Arc<Coalescer<u32>>,
+    c: &Arc<Coalescer<u32, TestError>>,
     requests: &[Vec<u32>],
-) -> Vec<tokio::task::JoinHandle<Result<(), WriteError>>> {
+) -> Vec<tokio::task::JoinHandle<Result<(), TestError>>> {
     requests
         .iter()
         .map(|r| {
@@ -229,11 +243,28 @@ async fn a_failed_commit_fails_the_batch_prepared_behind_it() {
     tokio::time::sleep(Duration::from_millis(10)).await;
     let _ = r.gate.send(true);
     for t in tasks {
-        assert_eq!(
-            t.await.ok(),
-            Some(Err(WriteError::Failed("refused".into())))
-        );
+        assert_eq!(t.await.ok(), Some(Err(TestError::Failed("refused".into()))));
     }
     assert_eq!(r.c.submit(vec![3]).await, Ok(()));
     assert_eq!(recorded(&r.commits), [vec![3]], "2 was never sent");
+}
+
+#[tokio::test]
+async fn a_writer_that_dies_answers_stopped() {
+    let c = Coalescer::spawn(
+        100,
+        |_| 1,
+        |i| i,
+        |_: Vec<u8>| async {
+            panic!("the commit dies (test)");
+            #[allow(unreachable_code)]
+            Ok::<(), TestError>(())
+        },
+    );
+    assert_eq!(c.submit(vec![1]).await, Err(TestError::Stopped));
+    assert_eq!(
+        c.submit(vec![2]).await,
+        Err(TestError::Stopped),
+        "and so does every later submit"
+    );
 }

@@ -5,8 +5,7 @@
 
 use super::{ReconcileError, UnitsController};
 use crate::fleet::{FleetName, FleetUnit, Rendered, render};
-use crate::registry::{ApplyError, FleetOp, FleetRegistry};
-use crate::runtime::coalesce::WriteError;
+use crate::registry::{ApplyError, FleetRegistry, Write};
 use crate::spec::{self, Unit};
 use crate::units::availability::Constraints;
 use crate::units::decide::{
@@ -115,14 +114,14 @@ impl<R: FleetRegistry> UnitsController<R> {
         if after.phase == Phase::Deleted {
             self.timeline.forget(name);
         }
-        let mut ops: Vec<FleetOp> = d
+        let mut ops: Vec<Write> = d
             .destroy
             .iter()
-            .map(|n| FleetOp::Destroy { name: n.to_name() })
+            .map(|n| Write::Destroy { name: n.to_name() })
             .chain(
                 d.create
                     .iter()
-                    .map(|u| FleetOp::create(&u.name.to_name(), &u.text)),
+                    .map(|u| Write::create(&u.name.to_name(), &u.text)),
             )
             .collect();
         let mut recorded = None;
@@ -150,10 +149,7 @@ impl<R: FleetRegistry> UnitsController<R> {
         if status.as_ref().is_some_and(|s| s.complete) {
             self.timeline.completed(name);
         }
-        self.statuses
-            .publish(name, status, ops)
-            .await
-            .map_err(apply_error)?;
+        self.statuses.publish(name, status, ops).await?;
         if let Some(n) = recorded {
             self.history.recorded(name, n);
         }
@@ -220,7 +216,7 @@ impl<R: FleetRegistry> UnitsController<R> {
         s: &Spec,
         previous: Option<&UnitStatus>,
         status: &UnitStatus,
-    ) -> Result<(u64, Vec<FleetOp>), ReconcileError> {
+    ) -> Result<(u64, Vec<Write>), ReconcileError> {
         let known = previous
             .filter(|p| p.spec_revision == s.revision && p.revision > 0)
             .map(|p| (p.revision, p.complete));
@@ -398,12 +394,5 @@ fn seed(previous: Option<&UnitStatus>, spec_hash: &str, desired: u32) -> Progres
             complete: p.complete,
         },
         _ => Progress::default(),
-    }
-}
-
-fn apply_error(e: WriteError) -> ReconcileError {
-    match e {
-        WriteError::Fenced => ApplyError::Fenced.into(),
-        WriteError::Failed(why) => ApplyError::Failed(why).into(),
     }
 }

@@ -1,10 +1,12 @@
 use super::{
-    Condition, Statuses, Stored, UnitStatus, hash_of, newly_failed, newly_invalid, writer,
+    Condition, Statuses, Stored, UnitStatus, WriteError, hash_of, newly_failed, newly_invalid,
+    writer,
 };
 use crate::etcd::EtcdConfig;
-use crate::registry::FleetOp;
+use crate::etcd::EtcdError;
+use crate::registry::ApplyError;
+use crate::registry::Write;
 use crate::registry::memory::{MemoryRegistry, Outcome};
-use crate::runtime::coalesce::WriteError;
 use crate::runtime::election::Fence;
 use std::sync::Arc;
 
@@ -91,17 +93,17 @@ fn status(available: u32) -> UnitStatus {
     }
 }
 
-fn status_ops(batch: &[FleetOp]) -> Vec<&FleetOp> {
+fn status_ops(batch: &[Write]) -> Vec<&Write> {
     batch
         .iter()
-        .filter(|op| matches!(op, FleetOp::Kaylee { .. }))
+        .filter(|op| matches!(op, Write::Kaylee { .. }))
         .collect()
 }
 
 #[tokio::test]
 async fn a_status_is_written_after_its_fleet_writes_and_only_when_it_changed() {
     let (s, registry) = statuses();
-    let destroy = FleetOp::Destroy {
+    let destroy = Write::Destroy {
         name: "k:web:aaaaaa:bbbbbb:1.service".into(),
     };
     s.publish("web", Some(status(1)), vec![destroy.clone()])
@@ -114,15 +116,15 @@ async fn a_status_is_written_after_its_fleet_writes_and_only_when_it_changed() {
         .await
         .expect("written");
     let batches = registry.committed();
-    let ops: Vec<FleetOp> = batches.concat();
+    let ops: Vec<Write> = batches.concat();
     assert_eq!(ops.len(), 3, "{ops:?}");
     assert_eq!(ops[0], destroy, "fleet writes come first");
     assert!(
-        matches!(&ops[1], FleetOp::Kaylee { key, value: Some(v) } if key == "/kaylee/status/web" && v.contains("\"available\":1")),
+        matches!(&ops[1], Write::Kaylee { key, value: Some(v) } if key == "/kaylee/status/web" && v.contains("\"available\":1")),
         "{ops:?}"
     );
     assert!(
-        matches!(&ops[2], FleetOp::Kaylee { value: Some(v), .. } if v.contains("\"available\":2")),
+        matches!(&ops[2], Write::Kaylee { value: Some(v), .. } if v.contains("\"available\":2")),
         "the unchanged status was not written again: {ops:?}"
     );
     assert_eq!(
@@ -136,7 +138,15 @@ async fn a_failed_write_is_retried_in_full_and_a_refused_one_says_fenced() {
     let (s, registry) = statuses();
     registry.next(Outcome::Fail);
     let failed = s.publish("web", Some(status(1)), Vec::new()).await;
-    assert!(matches!(failed, Err(WriteError::Failed(_))), "{failed:?}");
+    let cause = match &failed {
+        Err(WriteError::Apply(e)) => &**e,
+        other => panic!("expected the registry's error, got {other:?}"),
+    };
+    assert!(
+        matches!(cause, ApplyError::Etcd(EtcdError::Unreachable(_))),
+        "the registry's cause reaches the reconcile: {cause:?}"
+    );
+    assert!(!failed.as_ref().is_err_and(WriteError::is_fenced));
     assert!(
         s.get("web").is_none(),
         "an unwritten status is not remembered"
@@ -148,7 +158,7 @@ async fn a_failed_write_is_retried_in_full_and_a_refused_one_says_fenced() {
     assert_eq!(status_ops(&registry.committed().concat()).len(), 1);
     registry.next(Outcome::Fence);
     let fenced = s.publish("web", Some(status(2)), Vec::new()).await;
-    assert_eq!(fenced, Err(WriteError::Fenced));
+    assert!(fenced.is_err_and(|e| e.is_fenced()), "fenced");
 }
 
 #[tokio::test]
@@ -160,7 +170,7 @@ async fn a_deleted_unit_loses_its_status() {
     s.publish("web", None, Vec::new()).await.expect("deleted");
     let ops = registry.committed().concat();
     assert!(
-        matches!(ops.last(), Some(FleetOp::Kaylee { key, value: None }) if key == "/kaylee/status/web"),
+        matches!(ops.last(), Some(Write::Kaylee { key, value: None }) if key == "/kaylee/status/web"),
         "{ops:?}"
     );
     assert!(s.get("web").is_none());
