@@ -4,10 +4,10 @@
 
 mod support;
 
+use kaylee_controllers::etcd::election::{Election, Fence};
 use kaylee_controllers::etcd::{EtcdConfig, Session};
 use kaylee_controllers::keys::FleetKeys;
 use kaylee_controllers::registry::{AnyRegistry, FleetApi, FleetRegistry, Write};
-use kaylee_controllers::runtime::election::{Election, Fence};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

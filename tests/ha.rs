@@ -4,10 +4,10 @@
 
 mod support;
 
+use kaylee_controllers::etcd::election::Election;
 use kaylee_controllers::etcd::{EtcdConfig, Session};
 use kaylee_controllers::keys::FleetKeys;
 use kaylee_controllers::registry::{AnyRegistry, ApplyError, FleetRegistry, Write};
-use kaylee_controllers::runtime::election::Election;
 use nix::sys::signal::Signal;
 use std::time::{Duration, Instant};
 use support::etcd::Etcd;

@@ -4,9 +4,9 @@
 mod support;
 
 use etcd_client::Client;
-use kaylee_controllers::etcd::EtcdConfig;
+use kaylee_controllers::etcd::{EtcdConfig, EtcdPrefix};
 use kaylee_controllers::runtime::{
-    Cache, EtcdPrefix, EventStream, Keep, Listing, Source, SourceError, informer,
+    Cache, EventStream, Keep, Listing, Source, SourceError, informer,
 };
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};

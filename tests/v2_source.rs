@@ -8,7 +8,7 @@ mod support;
 use futures::StreamExt;
 use kaylee_controllers::etcd::EtcdConfig;
 use kaylee_controllers::etcd::v2::V2Client;
-use kaylee_controllers::registry::V2Prefix;
+use kaylee_controllers::etcd::v2::V2Prefix;
 use kaylee_controllers::runtime::{
     Cache, EventStream, Keep, Listing, Source, SourceError, informer,
 };

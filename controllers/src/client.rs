@@ -103,7 +103,7 @@ impl KayleeClient {
     fn kv(&self) -> etcd_client::KvClient {
         self.client
             .kv_client()
-            .max_decoding_message_size(crate::runtime::etcd_source::MAX_MESSAGE_BYTES)
+            .max_decoding_message_size(crate::etcd::MAX_MESSAGE_BYTES)
     }
 
     /// Stores a unit's canonical JSON unless it is already exactly that.

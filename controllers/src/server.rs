@@ -2,10 +2,10 @@
 //! controller while leading, step down the moment leadership is in doubt,
 //! and on shutdown hand over at once.
 
+use crate::etcd::election::{Election, ElectionError};
 use crate::etcd::{EtcdConfig, EtcdError, Session};
 use crate::keys::{FleetKeys, KayleeKeys};
 use crate::registry::{AnyRegistry, FleetApi};
-use crate::runtime::election::{Election, ElectionError};
 use crate::units::{ControllerConfig, UnitsController};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -2,13 +2,14 @@
 //! the controller, the server and the CLI never know which API is used.
 
 use super::v2::V2Registry;
-use super::v2_source::V2Prefix;
 use super::{ApplyError, FleetRegistry, V3Registry, Write};
+use crate::etcd::EtcdPrefix;
+use crate::etcd::election::Fence;
 use crate::etcd::v2::V2Client;
+use crate::etcd::v2::V2Prefix;
 use crate::etcd::{EtcdConfig, EtcdError};
 use crate::keys::FleetKeys;
-use crate::runtime::election::Fence;
-use crate::runtime::{EtcdPrefix, EventStream, Keep, Listing, Source, SourceError};
+use crate::runtime::{EventStream, Keep, Listing, Source, SourceError};
 use etcd_client::Client;
 use std::fmt;
 use std::str::FromStr;

@@ -4,8 +4,8 @@
 //! batch, and can be told to fail or to refuse as a lost fence would.
 
 use super::{ApplyError, FleetRegistry, Write};
+use crate::etcd::election::Fence;
 use crate::keys::FleetKeys;
-use crate::runtime::election::Fence;
 use crate::runtime::{EventStream, Keep, Listing, Source, SourceError};
 use std::sync::{Arc, Mutex};
 

@@ -8,19 +8,17 @@ mod any;
 pub(crate) mod memory;
 mod txn;
 mod v2;
-mod v2_source;
 mod v3;
 
 pub use any::{AnyPrepared, AnyRegistry, AnySource, FleetApi};
 pub use v2::V2Registry;
-pub use v2_source::V2Prefix;
 pub use v3::{DEFAULT_MAX_TXN_OPS, V3Batch, V3Registry};
 
 use crate::etcd::EtcdError;
+use crate::etcd::election::Fence;
 use crate::fleet::records::{Record, create_records};
 use crate::keys::FleetKeys;
 use crate::runtime::Source;
-use crate::runtime::election::Fence;
 use std::future::Future;
 
 /// One write the units controller sends through its fenced writer: a

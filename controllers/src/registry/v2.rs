@@ -14,13 +14,13 @@
 //! reconcile.
 
 use super::txn::{EtcdOp, txn_ops};
-use super::v2_source::V2Prefix;
 use super::{ApplyError, FleetRegistry, Write};
+use crate::etcd::election::Fence;
+use crate::etcd::v2::V2Prefix;
 use crate::etcd::v2::{V2Client, V2Error, code};
 use crate::etcd::{EtcdConfig, EtcdError};
 use crate::fleet::records::Record;
 use crate::keys::FleetKeys;
-use crate::runtime::election::Fence;
 use etcd_client::{Client, Txn, TxnOp};
 
 /// v2 has no transactions: a create is three requests. Independent ops
@@ -49,10 +49,6 @@ impl V2Registry {
             config,
             keys,
         }
-    }
-
-    pub fn client(&self) -> &V2Client {
-        &self.client
     }
 
     /// Whether `fence` still holds, read through the raft log (the v3

@@ -4,9 +4,9 @@
 use super::txn::{EtcdOp, txn_ops};
 use super::{ApplyError, FleetRegistry, Write};
 use crate::etcd::EtcdConfig;
+use crate::etcd::EtcdPrefix;
+use crate::etcd::election::Fence;
 use crate::keys::FleetKeys;
-use crate::runtime::EtcdPrefix;
-use crate::runtime::election::Fence;
 use etcd_client::{Client, Txn, TxnOp};
 use std::collections::HashSet;
 

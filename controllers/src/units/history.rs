@@ -125,7 +125,7 @@ impl HistoryBook {
         // 10 revisions of 10,000 units are over gRPC's default 4 MiB answer.
         let mut kv = client
             .kv_client()
-            .max_decoding_message_size(crate::runtime::etcd_source::MAX_MESSAGE_BYTES);
+            .max_decoding_message_size(crate::etcd::MAX_MESSAGE_BYTES);
         let options = GetOptions::new().with_prefix().with_keys_only();
         let resp = etcd
             .timed(kv.get(self.keys.histories(), Some(options)))

@@ -4,11 +4,11 @@
 
 use super::decide::Condition;
 use super::status::{RolledBack, UnitStatus};
+use crate::etcd::election::Fence;
 use crate::etcd::{EtcdConfig, EtcdError};
 use crate::keys::KayleeKeys;
 use crate::registry::{ApplyError, FleetRegistry, Write};
 use crate::runtime::coalesce::{Coalescer, WriterStopped};
-use crate::runtime::election::Fence;
 use dashmap::DashMap;
 use etcd_client::{Client, GetOptions};
 use std::sync::Arc;
@@ -144,7 +144,7 @@ impl Statuses {
         // over gRPC's default 4 MiB answer.
         let mut kv = client
             .kv_client()
-            .max_decoding_message_size(crate::runtime::etcd_source::MAX_MESSAGE_BYTES);
+            .max_decoding_message_size(crate::etcd::MAX_MESSAGE_BYTES);
         let prefix = self.keys.statuses();
         let resp = etcd
             .timed(kv.get(prefix.clone(), Some(GetOptions::new().with_prefix())))

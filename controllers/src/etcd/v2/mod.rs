@@ -3,12 +3,14 @@
 //! basic, as etcd v2 auth is) and deadlines as the v3 client.
 
 mod error;
+mod source;
 mod tls;
 pub mod wire;
 
 use crate::etcd::EtcdConfig;
 pub use error::V2Error;
 use reqwest::{Method, RequestBuilder, Url};
+pub use source::V2Prefix;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;

@@ -4,10 +4,10 @@ use super::{
 };
 use crate::etcd::EtcdConfig;
 use crate::etcd::EtcdError;
+use crate::etcd::election::Fence;
 use crate::registry::ApplyError;
 use crate::registry::Write;
 use crate::registry::memory::{MemoryRegistry, Outcome};
-use crate::runtime::election::Fence;
 use std::sync::Arc;
 
 #[test]

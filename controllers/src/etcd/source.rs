@@ -1,7 +1,7 @@
 //! An informer source over one etcd v3 key prefix.
 
-use super::informer::{EventStream, Item, Keep, Listing, Source, SourceError, WatchEvent};
-use crate::etcd::{EtcdConfig, EtcdError};
+use super::{EtcdConfig, EtcdError};
+use crate::runtime::{EventStream, Item, Keep, Listing, Source, SourceError, WatchEvent};
 use etcd_client::{Client, EventType, GetOptions, WatchOptions};
 
 /// Keys per page when listing, so a large prefix stays well within the
