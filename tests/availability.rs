@@ -59,6 +59,15 @@ fn history_rows(w: &World) -> Vec<String> {
 }
 
 /// Runs `file` with `--wait` and asserts it rolls out; the status then.
+/// Where fleet scheduled each of the unit's jobs, in name order.
+async fn fleet_targets(w: &World) -> Vec<Option<String>> {
+    let snap = w.fleet.snapshot().await;
+    snap.jobs_of(&w.unit)
+        .values()
+        .map(|j| j.target.clone())
+        .collect()
+}
+
 async fn roll_out(w: &World, file: &str, available: u32) -> serde_json::Value {
     let (out, _) = w.kaylee_within(&["run", "--wait", "--timeout", "90s", file], WAIT);
     assert!(
@@ -305,12 +314,7 @@ async fn a_lost_machine_no_longer_counts(api: Api) {
     world.server("s2", Some("m2"));
     let file = world.unit_file("web", &spec(2, &test_image(), ""));
     roll_out(&world, &file, 2).await;
-    let snap = world.fleet.snapshot().await;
-    let targets: Vec<Option<String>> = snap
-        .jobs_of(&world.unit)
-        .values()
-        .map(|j| j.target.clone())
-        .collect();
+    let targets = fleet_targets(&world).await;
     assert!(
         targets.contains(&Some("m2".into())),
         "one replica runs on m2: {targets:?}"
@@ -329,12 +333,7 @@ async fn a_lost_machine_no_longer_counts(api: Api) {
             s["condition"] == "available" && s["available"] == 2
         })
         .await;
-    let snap = world.fleet.snapshot().await;
-    let targets: Vec<Option<String>> = snap
-        .jobs_of(&world.unit)
-        .values()
-        .map(|j| j.target.clone())
-        .collect();
+    let targets = fleet_targets(&world).await;
     assert_eq!(
         targets,
         [Some("m1".to_string()), Some("m1".to_string())],
