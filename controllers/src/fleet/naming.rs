@@ -14,16 +14,28 @@ use sha1::{Digest, Sha1};
 /// of a per-host limit shared by every template of a unit.
 const RENDER_FORMAT: u32 = 2;
 
+/// A fleet unit name taken apart:
+/// `<prefix>:<unit>:<spec_hash>:<group>:<replica>.service`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct FleetName {
+    /// The server's unit prefix (`--unit-prefix`, `k` by default); letters,
+    /// digits and `_.-`, never `:`, so names of other prefixes are not ours.
     pub prefix: String,
+    /// The Kaylee unit's name (a valid unit name per `spec::rules`).
     pub unit: String,
+    /// [`spec_hash`]: 6 lowercase hex digits naming the template version.
     pub spec_hash: String,
+    /// [`group_id`]: 6 lowercase hex digits naming the conflict group; units
+    /// of one group never share a machine.
     pub group: String,
+    /// 1-based replica number, written without leading zeros; 1 for
+    /// singleton, global and pinned units.
     pub replica: u32,
 }
 
 impl FleetName {
+    /// The full fleet unit name, ending in `.service`; [`FleetName::parse`]
+    /// reads it back.
     pub fn to_name(&self) -> String {
         format!(
             "{}:{}:{}:{}:{}.service",

@@ -7,15 +7,22 @@ use serde::Deserialize;
 use sha1::{Digest, Sha1};
 use std::fmt::Write;
 
+/// SHA-1 of a unit text (the `Raw` bytes), as fleet hashes it: the name of
+/// its `unit/<hex>` record and the `UnitHash` of a job object, 20 raw bytes.
 pub type UnitHash = [u8; 20];
 
 /// A key relative to the fleet prefix, and its value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
+    /// Relative to the fleet prefix, no leading `/`: `unit/<hex>`,
+    /// `job/<name>/object` or `job/<name>/target-state`.
     pub key: String,
+    /// The value exactly as fleet's Go client writes it (JSON or a bare word).
     pub value: String,
 }
 
+/// The [`UnitHash`] of a unit text: SHA-1 over its UTF-8 bytes, as fleet
+/// computes it over the go-systemd serialized form (see [`super::unitfile`]).
 pub fn unit_hash(text: &str) -> UnitHash {
     Sha1::digest(text.as_bytes()).into()
 }
@@ -60,10 +67,14 @@ pub fn unit_key(hash: &UnitHash) -> String {
     crate::keys::unit_record(hash)
 }
 
+/// The `unit/<hex>` value: `{"Raw":"<text>"}`, the text as a
+/// [`go_json_string`] so the bytes match what fleetctl writes.
 pub fn unit_value(text: &str) -> String {
     format!("{{\"Raw\":{}}}", go_json_string(text))
 }
 
+/// The `job/<name>/object` value: `{"Name":"<name>","UnitHash":[…]}`, the
+/// hash as 20 decimal bytes (Go's `encoding/json` form of a `[20]byte`).
 pub fn job_object_value(name: &str, hash: &UnitHash) -> String {
     let bytes: Vec<String> = hash.iter().map(u8::to_string).collect();
     format!(
@@ -73,6 +84,9 @@ pub fn job_object_value(name: &str, hash: &UnitHash) -> String {
     )
 }
 
+/// The `job/<name>/target-state` value that asks fleet to schedule and start
+/// the job (`fleetctl start`); the others are `loaded` and `inactive`, which
+/// Kaylee never writes.
 pub const TARGET_STATE_LAUNCHED: &str = "launched";
 
 /// What creating (and starting) one fleet unit writes, in fleet's order.

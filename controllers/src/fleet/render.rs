@@ -69,16 +69,25 @@ impl RenderOptions {
 /// One fleet unit Kaylee wants to exist.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FleetUnit {
+    /// The fleet name, which also carries the spec hash, group and replica.
     pub name: FleetName,
+    /// The unit file in go-systemd's serialized form (the `Raw` fleet stores).
     pub text: String,
+    /// SHA-1 of `text`: its `unit/<hex>` key and the job object's `UnitHash`.
     pub hash: UnitHash,
 }
 
 /// The whole desired set of one Kaylee unit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rendered {
+    /// 6 hex digits shared by every unit of this version (see
+    /// [`super::naming::spec_hash`]); it changes with the template, the
+    /// restart marker and the network unit, not with the replica count.
     pub spec_hash: String,
+    /// How the units are laid out and replaced (replicated, singleton…).
     pub layout: Layout,
+    /// One unit per replica, replica 1 first; exactly one for singleton,
+    /// global and pinned units.
     pub units: Vec<FleetUnit>,
 }
 

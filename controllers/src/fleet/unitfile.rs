@@ -5,16 +5,24 @@
 
 use std::borrow::Cow;
 
+/// One `Key=Value` line of a unit file and the section it belongs to.
+///
 /// Section and option names are the renderer's constants (borrowed, no
 /// allocation per unit) or, when the tests read text back, owned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnitOption {
+    /// The section without brackets: `Unit`, `Service`, `X-Fleet`.
     pub section: Cow<'static, str>,
+    /// The option name, e.g. `ExecStart`; may repeat within a section.
     pub name: Cow<'static, str>,
+    /// The value written after `=`, already quoted and escaped as systemd
+    /// reads it; may hold `\`-newline continuations, kept verbatim.
     pub value: String,
 }
 
 impl UnitOption {
+    /// An option from its section, name and value, taken as given (no
+    /// checks, no quoting).
     pub fn new(
         section: impl Into<Cow<'static, str>>,
         name: impl Into<Cow<'static, str>>,

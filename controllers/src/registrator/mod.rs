@@ -53,6 +53,9 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use tracing::{info, warn};
 
+/// Keeps this machine's `instances/` (and `health/`) keys in etcd equal to
+/// the running containers of Kaylee's fleet units; build it with
+/// [`Registrator::new`] and drive it with [`Registrator::run`].
 pub struct Registrator {
     docker: Docker,
     client: Client,
@@ -143,10 +146,13 @@ impl Registrator {
         self.keys.machine_healths(&self.machine_id)
     }
 
+    /// The machine id the keys are under (checked by [`Registrator::new`]),
+    /// normally fleet's and systemd's `/etc/machine-id`.
     pub fn machine_id(&self) -> &str {
         &self.machine_id
     }
 
+    /// The counters, shared: they keep counting across `run` calls.
     pub fn stats(&self) -> Arc<RegistratorStats> {
         self.stats.clone()
     }

@@ -45,21 +45,33 @@ impl FromStr for FleetApi {
     }
 }
 
+/// The registry over the API chosen with `--fleet-etcd-api`; made by
+/// [`AnyRegistry::connect`].
 #[derive(Clone)]
 pub enum AnyRegistry {
+    /// Through etcd's v2 keys API, as fleet reads it.
     V2(V2Registry),
+    /// Through flat v3 keys, which fleet does not see.
     V3(V3Registry),
 }
 
+/// A watched key prefix of an [`AnyRegistry`], through the same API.
 #[derive(Clone)]
 pub enum AnySource {
+    /// A prefix listed and long-polled through `/v2/keys`.
     V2(V2Prefix),
+    /// A prefix listed and watched through v3.
     // etcd's client is large; sources are cloned per informer.
     V3(Box<EtcdPrefix>),
 }
 
+/// A batch [`AnyRegistry::prepare`] made; committing it through the other
+/// API's registry is refused with [`ApplyError::WrongApi`].
 pub enum AnyPrepared {
+    /// The ops unchanged, for [`V2Registry`]: fleet's keys go as v2
+    /// requests, Kaylee's own keys as fenced v3 transactions.
     V2(<V2Registry as FleetRegistry>::Prepared),
+    /// The ops as [`V3Registry`]'s transactions.
     V3(<V3Registry as FleetRegistry>::Prepared),
 }
 
@@ -86,6 +98,7 @@ impl AnyRegistry {
         })
     }
 
+    /// Which API this registry reads and writes through.
     pub fn api(&self) -> FleetApi {
         match self {
             AnyRegistry::V2(_) => FleetApi::V2,

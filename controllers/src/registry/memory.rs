@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 /// How the next commits end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
+    /// The batch is recorded and the commit succeeds.
     Commit,
     /// As etcd would fail: the batch is not written.
     Fail,
@@ -27,6 +28,8 @@ pub struct MemoryRegistry {
 }
 
 impl MemoryRegistry {
+    /// An empty registry under fleet prefix `/f/`, unit prefix `k`, whose
+    /// commits succeed until told otherwise.
     pub fn new() -> MemoryRegistry {
         MemoryRegistry {
             keys: FleetKeys::new("/f/", "k"),

@@ -29,14 +29,29 @@ use std::future::Future;
 pub enum Write {
     /// Submit and start a unit: `unit/<sha1>`, `job/<name>/object`,
     /// `job/<name>/target-state` = `launched` (see [`Write::create`]).
-    Create { name: String, records: [Record; 3] },
+    Create {
+        /// The fleet unit name, `<prefix>:<unit>:…:<replica>.service`.
+        name: String,
+        /// The three records in fleet's order ([`create_records`]); keys are
+        /// relative to the fleet prefix.
+        records: [Record; 3],
+    },
     /// Remove the whole `job/<name>/` directory (fleet keeps `unit/<sha1>`).
-    Destroy { name: String },
+    Destroy {
+        /// The fleet unit name whose `job/<name>/` goes.
+        name: String,
+    },
     /// One of Kaylee's own keys (an etcd v3 key whatever the fleet API):
     /// a unit's status or history record; `None` deletes it. It rides in
     /// the same fenced batches as fleet writes, so statuses do not double
     /// the transactions.
-    Kaylee { key: String, value: Option<String> },
+    Kaylee {
+        /// The absolute etcd key, Kaylee's prefix included (e.g.
+        /// `/kaylee/status/<unit>`).
+        key: String,
+        /// The value to put, or `None` to delete the key.
+        value: Option<String>,
+    },
 }
 
 impl Write {
@@ -69,11 +84,16 @@ pub enum ApplyError {
     WrongApi,
 }
 
+/// fleet's registry through one etcd API: where to watch jobs and states,
+/// and the fenced writer. Implemented by [`V2Registry`], [`V3Registry`] and
+/// [`AnyRegistry`] (either, chosen at start-up).
 pub trait FleetRegistry: Send + Sync + 'static {
+    /// What the informers list and watch: a key prefix through this API.
     type Source: Source + Clone;
     /// A batch of ops made ready to send.
     type Prepared: Send + 'static;
 
+    /// The registry's layout: the fleet prefix and the unit prefix.
     fn keys(&self) -> &FleetKeys;
     /// `<fleet>job/<unit-prefix>:…`
     fn jobs_source(&self) -> Self::Source;

@@ -15,6 +15,9 @@ pub const DEFAULT_MAX_TXN_OPS: usize = 128;
 /// Well under etcd's default 1.5 MiB request limit.
 const MAX_TXN_BYTES: usize = 1024 * 1024;
 
+/// fleet's registry as flat v3 keys (`--fleet-etcd-api v3`): the same keys
+/// and values as fleet's v2 ones, which fleet itself never sees; every
+/// batch is one or more transactions guarded by the leader fence.
 #[derive(Clone)]
 pub struct V3Registry {
     client: Client,
@@ -24,6 +27,11 @@ pub struct V3Registry {
 }
 
 impl V3Registry {
+    /// A registry over `client`, with `config`'s request timeout, laid out
+    /// as `keys`. `max_txn_ops` caps the operations in one transaction and
+    /// must not exceed the cluster's `--max-txn-ops` ([`DEFAULT_MAX_TXN_OPS`]
+    /// by default); values below 3 are raised to 3 so a create (three puts)
+    /// always fits in one transaction.
     pub fn new(client: Client, config: EtcdConfig, keys: FleetKeys, max_txn_ops: usize) -> Self {
         V3Registry {
             client,

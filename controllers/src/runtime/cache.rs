@@ -16,10 +16,15 @@ type KeepValue = Box<dyn Fn(&str, &[u8]) -> bool + Send + Sync>;
 /// A cached value and the etcd revision (v2: index) it was written at.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Value {
+    /// The value as stored in etcd, shared so reads do not copy it.
     pub bytes: Arc<[u8]>,
+    /// The key's `mod_revision` (v3) or `modifiedIndex` (v2) of this value.
     pub revision: i64,
 }
 
+/// The keys of one watched prefix and their latest values, filled by an
+/// informer's list and kept current by its watch; readers get copies (cheap
+/// `Arc` clones), never locks held across an await.
 pub struct Cache {
     entries: DashMap<String, Value>,
     index: DashMap<String, BTreeSet<String>>,
@@ -77,6 +82,8 @@ impl Cache {
         *self.generation.borrow()
     }
 
+    /// The cached value of the absolute `key`; `None` when the key is absent
+    /// or was not kept.
     pub fn get(&self, key: &str) -> Option<Value> {
         self.entries.get(key).map(|v| v.clone())
     }
@@ -96,10 +103,12 @@ impl Cache {
         self.index.iter().map(|e| e.key().clone()).collect()
     }
 
+    /// How many keys are cached, over all units.
     pub fn len(&self) -> usize {
         self.entries.len()
     }
 
+    /// Whether no key is cached (also true before the first list).
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
@@ -109,6 +118,8 @@ impl Cache {
         (self.name_of)(key).is_some() && (self.keep_value)(key, value)
     }
 
+    /// Whether the first full list has been applied; it stays true through
+    /// later relists and watch restarts.
     pub fn is_synced(&self) -> bool {
         *self.synced.borrow()
     }
@@ -117,6 +128,8 @@ impl Cache {
         self.synced.send_replace(true);
     }
 
+    /// Waits until [`Cache::is_synced`]; no time limit (wrap it in a timeout
+    /// when etcd may be unreachable).
     pub async fn wait_synced(&self) {
         let mut rx = self.synced.subscribe();
         // The sender lives as long as the cache, so this only ends when synced.

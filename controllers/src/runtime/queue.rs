@@ -71,6 +71,8 @@ const FIRST_RETRY: Duration = Duration::from_millis(200);
 /// it (±20%).
 const RETRY_JITTER: f64 = 0.2;
 
+/// The queue of unit names the workers of one controller reconcile; shared
+/// as an `Arc` between the informers that add names and the workers.
 pub struct WorkQueue {
     inner: Mutex<Inner>,
     ready: Notify,
@@ -116,10 +118,15 @@ fn timers(queue: Weak<WorkQueue>) -> mpsc::UnboundedSender<(String, Instant)> {
 }
 
 impl WorkQueue {
+    /// A queue whose failing names back off from 200 ms up to 60 s between
+    /// retries.
     pub fn new() -> Arc<WorkQueue> {
         Self::with_max_backoff(Duration::from_secs(60))
     }
 
+    /// A queue whose retries of a failing name wait 200 ms, then 1.5 times
+    /// longer each time up to `max_backoff`, each wait ±20% jitter. The
+    /// first retry waits 200 ms even under a smaller cap.
     pub fn with_max_backoff(max_backoff: Duration) -> Arc<WorkQueue> {
         Arc::new(WorkQueue {
             inner: Mutex::new(Inner::default()),
@@ -282,6 +289,8 @@ impl WorkQueue {
         self.lock().waiting
     }
 
+    /// Whether no name waits for a worker (names being processed or due
+    /// later through [`WorkQueue::add_after`] do not count).
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
