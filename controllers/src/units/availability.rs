@@ -22,8 +22,12 @@ use std::time::Duration;
 pub enum Health {
     /// No healthcheck: running is all Docker can say.
     None,
+    /// Docker's `starting`: no check has passed yet, and not enough have
+    /// failed to call it unhealthy; not ready.
     Starting,
+    /// Docker's `healthy`: the last checks passed; ready.
     Healthy,
+    /// Docker's `unhealthy`: `--retries` checks in a row failed; not ready.
     Unhealthy,
 }
 
@@ -34,6 +38,8 @@ pub enum Registration {
     Unwatched,
     /// The registrator runs there and has no IP for the container.
     Missing,
+    /// Both its `instances/` and `health/` keys are there; the health as
+    /// Docker reports it.
     Registered(Health),
 }
 
@@ -41,15 +47,21 @@ pub enum Registration {
 /// (`states/<job>/<machine>`), joined with the cluster's facts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Placement {
+    /// The machine id, from the `states/<job>/<machine>` key.
     pub machine: String,
-    /// systemd's `ActiveState` and `SubState` as fleet's agent reports them.
+    /// systemd's `ActiveState` as fleet's agent reports it (`active`,
+    /// `activating`, `failed`, `inactive`…); empty when not reported.
     pub active: String,
+    /// systemd's `SubState` as fleet's agent reports it (`running`,
+    /// `auto-restart`, `dead`…); empty when not reported.
     pub sub: String,
     /// The agent runs the job's current unit text (its `unitHash` is the
     /// job's; an agent that reports none is taken at its word).
     pub current_text: bool,
     /// The machine is in fleet's `machines/`.
     pub live: bool,
+    /// Whether that machine's Kaylee server registered the container, and
+    /// its health.
     pub registration: Registration,
     /// How long it has been ready without a break, as this leader saw it;
     /// `None` while it is not ready.
@@ -68,6 +80,8 @@ impl Placement {
             )
     }
 
+    /// systemd reports it `active`/`running` (the unit text and the
+    /// machine's liveness are not looked at).
     pub fn is_running(&self) -> bool {
         self.active == "active" && self.sub == "running"
     }
@@ -76,7 +90,10 @@ impl Placement {
 /// One fleet job of a unit as observed, with what ran it where.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObservedJob {
+    /// The job's fleet name, parsed.
     pub name: FleetName,
+    /// The `UnitHash` of its `job/<name>/object`: the text it should run;
+    /// all zeros when the object cannot be read (so it gets replaced).
     pub unit_hash: UnitHash,
     /// Its target-state is not `launched`: stopped or unloaded outside
     /// Kaylee (`fleetctl stop`).
@@ -98,15 +115,20 @@ pub struct Unavailable {
     /// The machine the reason is about; empty when none is.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub machine: String,
+    /// Why, as one line for `kaylee status` (e.g. `machine m1 is gone`,
+    /// `unhealthy on m1`, `waiting for fleet to schedule it`).
     pub reason: String,
 }
 
 /// What a unit asks of where its jobs run, for reasons and global counts.
 #[derive(Debug, Clone, Copy)]
 pub struct Constraints<'a> {
+    /// The unit's layout; a global unit is judged on every matching machine.
     pub layout: Layout,
     /// `MachineMetadata=` entries, `key=value`.
     pub metadata: &'a [String],
+    /// `MachineID=`: the one machine a pinned unit may run on; `None` for
+    /// any.
     pub machine_id: Option<&'a str>,
     /// The unit has `Conflicts=` (a per-host limit, a singleton, or given).
     pub conflicts: bool,
@@ -117,7 +139,9 @@ pub struct Constraints<'a> {
 /// The settings availability is judged with.
 #[derive(Debug, Clone, Copy)]
 pub struct Judging {
-    /// `minReadySeconds`.
+    /// `minReadySeconds` (Kubernetes' deployment field): how long a replica
+    /// must stay ready before it counts as available; zero makes ready
+    /// replicas available at once.
     pub min_ready: Duration,
     /// How long a job may go without a `target` before it counts as
     /// never to be scheduled (fleet's engine schedules within seconds).

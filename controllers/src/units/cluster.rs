@@ -47,6 +47,8 @@ pub fn parse_machine(value: &[u8]) -> Option<MachineInfo> {
 }
 
 impl Cluster {
+    /// Whether `machine` (a fleet machine id) is in fleet's `machines/`,
+    /// i.e. its agent is alive.
     pub fn is_live(&self, machine: &str) -> bool {
         self.machines.contains_key(machine)
     }

@@ -30,17 +30,28 @@ mod reconcile;
 pub struct ControllerConfig {
     /// Unit prefix and network unit: what shapes the unit text.
     pub render: RenderOptions,
-    /// The progress deadline of units that set none (`--start-timeout`):
-    /// how long a rollout may go without a new replica becoming available.
+    /// The progress deadline of units that set none (`--start-timeout`,
+    /// default 2 minutes): how long a rollout may go without a new replica
+    /// becoming available before it stops as failed (Kubernetes'
+    /// `progressDeadlineSeconds`). Zero fails every rollout that is not
+    /// already complete on its first reconcile.
     pub start_timeout: Duration,
-    /// How often every unit is reconciled without a change.
+    /// How often every unit is queued for a reconcile without a change
+    /// (`--resync-period`, default 60 s), as a bulk pass behind changes.
+    /// Must not be zero: tokio's `interval` panics on it, which ends the
+    /// resync task (the controller then runs without periodic passes).
     pub resync_period: Duration,
-    /// Units reconciled at once; 0 counts as 1.
+    /// Units reconciled at once, each by its own worker task (`--workers`,
+    /// default 32); 0 counts as 1.
     pub workers: usize,
-    /// Operations per etcd transaction (etcd's `--max-txn-ops`).
+    /// Operations per batch of the shared writer and per etcd v3
+    /// transaction (`--max-txn-ops`, default 128, etcd's own default). It
+    /// must not exceed the etcd cluster's `--max-txn-ops`; the server
+    /// refuses values below 3, the operations of one create.
     pub max_txn_ops: usize,
     /// How long a fleet job may go without a `target` before it is
-    /// reported as not schedulable (`--schedule-grace`).
+    /// reported as fitting no machine (`--schedule-grace`, default 10 s);
+    /// zero reports it at once.
     pub schedule_grace: Duration,
     /// Spec revisions kept per unit in `<prefix>/history/` (at least 1).
     pub history_limit: u64,
@@ -74,6 +85,11 @@ impl ReconcileError {
     }
 }
 
+/// The leader's units controller for one leadership term: informers over
+/// Kaylee's keys and fleet's registry, a work queue of unit names, and
+/// workers that reconcile each name and write through `R` under the
+/// leader fence. Build it with [`UnitsController::new`], then
+/// [`UnitsController::run`] it until the term ends.
 pub struct UnitsController<R: FleetRegistry> {
     client: Client,
     etcd: EtcdConfig,
@@ -111,6 +127,10 @@ pub struct UnitsController<R: FleetRegistry> {
 }
 
 impl<R: FleetRegistry> UnitsController<R> {
+    /// A controller writing through `registry` while `fence` (this term's
+    /// leadership) holds, reading Kaylee's keys under `etcd.prefix` through
+    /// `client`. Nothing is read until [`UnitsController::run`]. Must be
+    /// called within a tokio runtime: it starts the shared writer task.
     pub fn new(
         client: Client,
         etcd: EtcdConfig,
@@ -159,6 +179,8 @@ impl<R: FleetRegistry> UnitsController<R> {
         })
     }
 
+    /// The work queue of unit names the workers take from; adding a name
+    /// has it reconciled.
     pub fn queue(&self) -> &Arc<WorkQueue> {
         &self.queue
     }

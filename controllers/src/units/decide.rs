@@ -28,14 +28,19 @@ pub enum Desired<'a> {
     Absent,
     /// The value does not parse or validate: touch nothing.
     Invalid,
+    /// The value is a valid unit: converge on its rendered fleet units.
     Present(Target<'a>),
 }
 
 /// A valid unit: its fleet units, how to roll them and where they may run.
 #[derive(Debug, Clone, Copy)]
 pub struct Target<'a> {
+    /// The fleet units the current spec renders to: the desired set.
     pub rendered: &'a Rendered,
+    /// `minReadySeconds`, progress deadline, surge, order and what to do
+    /// on failure, defaults applied.
     pub policy: RolloutPolicy,
+    /// Where its jobs may run, for reasons and a global unit's count.
     pub constraints: Constraints<'a>,
 }
 
@@ -53,8 +58,13 @@ pub struct Progress {
 /// The facts a decision is made on.
 #[derive(Debug, Clone, Copy)]
 pub struct Facts<'a> {
+    /// Every fleet job Kaylee owns for the unit, any template, with ages
+    /// and ready times stamped.
     pub jobs: &'a [ObservedJob],
+    /// fleet's live machines and the machines whose registrator runs.
     pub cluster: &'a Cluster,
+    /// How the current revision has fared ([`decide`] reads it;
+    /// [`decide_tracking`] computes its own).
     pub progress: Progress,
     /// See [`Judging::schedule_grace`].
     pub schedule_grace: Duration,
@@ -64,16 +74,31 @@ pub struct Facts<'a> {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Phase {
+    /// Nothing to write: fleet has exactly the desired set (whether it
+    /// serves is the [`Condition`]'s).
     #[default]
     Converged,
+    /// Creating the current template's units while none of them exists:
+    /// a new unit, or a singleton, pinned or global unit whose old unit is
+    /// gone.
     Creating,
+    /// Adding or removing replicas of the current template (or removing
+    /// one whose text was edited by hand), with no old template left.
     Scaling,
+    /// Replacing old-template replicas surge-style (replicated units): new
+    /// ones created, old ones destroyed as new ones become available.
     RollingUpdate,
+    /// Destroying the old unit of a layout that never runs two copies
+    /// (singleton, pinned, global) before creating the new one.
     Replacing,
     /// Fleet units stopped outside Kaylee are started again.
     Relaunching,
+    /// The unit's key is gone and its fleet units are being destroyed.
     Deleting,
+    /// The unit's key is gone and no fleet unit of it is left.
     Deleted,
+    /// The unit's value does not parse or validate; its fleet units are
+    /// left as they are.
     Invalid,
 }
 
@@ -108,10 +133,16 @@ impl std::fmt::Display for Condition {
 /// The decision on one unit.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Decision {
-    /// Fleet units whose `job/<name>/` goes.
+    /// Fleet units to destroy: their `job/<name>/` directory is deleted
+    /// (the shared `unit/<sha1>` record stays). Every job of a deleted
+    /// unit; otherwise surplus jobs (scaled away, or edited by hand) and
+    /// the old-template replicas this rollout step retires. Empty: none.
     pub destroy: Vec<FleetName>,
-    /// Fleet units to create (or, when stopped by hand, to launch again).
+    /// Fleet units to create, with their text (or, when stopped by hand,
+    /// to launch again by writing their records anew). Empty: none.
     pub create: Vec<FleetUnit>,
+    /// What these writes are doing; [`Phase::Converged`] when there are
+    /// none.
     pub phase: Phase,
     /// `None` for an absent or invalid unit.
     pub condition: Option<Condition>,
@@ -129,7 +160,9 @@ pub struct Decision {
     pub unavailable: Vec<Unavailable>,
     /// The new unit a rolling update waits for.
     pub waiting_for: Option<String>,
-    /// Decide again after this long even if nothing changes.
+    /// Decide again after this long even if nothing changes: when
+    /// `minReadySeconds`, the schedule grace or the progress deadline runs
+    /// out. `None`: only a change (or the periodic resync) brings it back.
     pub requeue_after: Option<Duration>,
     /// The rollout failed and the unit asks to be rolled back.
     pub rollback: bool,

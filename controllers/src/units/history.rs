@@ -31,6 +31,7 @@ pub struct Revision {
     pub spec_revision: i64,
     /// The template hash it rendered to.
     pub spec_hash: String,
+    /// The spec's `image`, as written (for `kaylee history` at a glance).
     pub image: String,
     /// It has been fully available (every replica) at least once.
     #[serde(default)]
@@ -71,6 +72,7 @@ impl Revision {
         self
     }
 
+    /// The value as stored: compact JSON, camelCase fields.
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).unwrap_or_default()
     }
@@ -182,6 +184,9 @@ impl HistoryBook {
         }
     }
 
+    /// Notes that `revision` of `name` is written (its batch committed), so
+    /// [`HistoryBook::next`] moves past it; an older revision changes
+    /// nothing.
     pub fn recorded(&self, name: &str, revision: u64) {
         let mut entry = self.latest.entry(name.to_string()).or_insert(0);
         *entry = (*entry).max(revision);

@@ -15,13 +15,20 @@ use std::time::Duration;
 
 /// The caches a unit's jobs are read from.
 pub struct Caches<'a> {
+    /// fleet's registry layout: job and state keys, and the unit prefix.
     pub fleet: &'a FleetKeys,
+    /// Kaylee's own layout: where `instances/` and `health/` are.
     pub kaylee: &'a KayleeKeys,
     /// `job/<name>/object`, `target`, and `target-state` while not
     /// `launched`.
     pub jobs: &'a Cache,
+    /// fleet's `states/<name>/<machine>`: what each agent reports.
     pub states: &'a Cache,
+    /// Kaylee's `instances/<machine>/<unit>/<container>` → IP, written by
+    /// each machine's registrator.
     pub instances: &'a Cache,
+    /// Kaylee's `health/<machine>/<unit>/<container>` → Docker's health
+    /// (`healthy`, `unhealthy`, `starting`, or `none`).
     pub health: &'a Cache,
 }
 

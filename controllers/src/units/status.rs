@@ -10,6 +10,9 @@ use serde::{Deserialize, Serialize};
 /// counted in `moreUnavailable`): a status must stay a small value.
 pub const MAX_UNAVAILABLE_LISTED: usize = 20;
 
+/// The JSON value of `/kaylee/status/<name>` (camelCase fields; zero,
+/// false and empty fields are left out): written by the leader in the same
+/// transaction as the unit's fleet writes, read by the CLI.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct UnitStatus {
@@ -45,6 +48,8 @@ pub struct UnitStatus {
     /// What Kaylee is writing.
     #[serde(default)]
     pub phase: Phase,
+    /// During a rolling update, the lowest-numbered new fleet unit that is
+    /// not available yet: what the next step waits for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waiting_for: Option<String>,
     /// Replicas that do not serve, with why (at most
@@ -58,6 +63,8 @@ pub struct UnitStatus {
     /// rollout.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rolled_back: Option<RolledBack>,
+    /// Why `/kaylee/units/<name>` does not parse or validate (the unit is
+    /// then [`Phase::Invalid`] and nothing is written to fleet).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -70,9 +77,11 @@ pub struct RolledBack {
     pub from_revision: u64,
     /// The history revision put back.
     pub to_revision: u64,
-    /// `/kaylee/units/<name>`'s revision that failed (what `run --wait`
-    /// waited for) and the one the rollback wrote.
+    /// `/kaylee/units/<name>`'s etcd revision that failed (what `run
+    /// --wait` waited for).
     pub failed_spec_revision: i64,
+    /// The etcd revision of the rollback's own write of
+    /// `/kaylee/units/<name>`.
     pub spec_revision: i64,
     /// Why the rollout failed, with its unavailable replicas.
     pub reason: String,
@@ -109,6 +118,7 @@ impl UnitStatus {
         }
     }
 
+    /// The value as stored: compact JSON, one line.
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).unwrap_or_default()
     }

@@ -64,6 +64,8 @@ pub struct Timeline {
 }
 
 impl Timeline {
+    /// Drops every clock of `unit` (its jobs' and its revision's); done
+    /// once the unit is deleted and none of its fleet units is left.
     pub fn forget(&self, unit: &str) {
         self.units.remove(unit);
     }
