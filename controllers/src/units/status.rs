@@ -10,9 +10,10 @@ use serde::{Deserialize, Serialize};
 /// counted in `moreUnavailable`): a status must stay a small value.
 pub const MAX_UNAVAILABLE_LISTED: usize = 20;
 
-/// The JSON value of `/kaylee/status/<name>` (camelCase fields; zero,
-/// false and empty fields are left out): written by the leader in the same
-/// transaction as the unit's fleet writes, read by the CLI.
+/// The JSON value of `/kaylee/status/<name>` (camelCase fields; the
+/// optional ones are left out while empty, zero or false): written by the
+/// leader through the same fenced writer as the unit's fleet writes, and
+/// only when it changed; read by the CLI.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct UnitStatus {
