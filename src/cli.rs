@@ -149,7 +149,8 @@ pub struct ServerArgs {
     /// Spec revisions kept per unit for `kaylee history` and rollbacks.
     #[arg(long, env = "KAYLEE_HISTORY_LIMIT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     pub history_limit: u64,
-    /// How often every unit is reconciled even without changes.
+    /// How often every unit is reconciled even without changes; 0 turns
+    /// these periodic passes off.
     #[arg(long, env = "KAYLEE_RESYNC_PERIOD", default_value = "60s", value_parser = humantime::parse_duration)]
     pub resync_period: Duration,
     /// Units reconciled in parallel.

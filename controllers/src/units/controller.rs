@@ -38,8 +38,9 @@ pub struct ControllerConfig {
     pub start_timeout: Duration,
     /// How often every unit is queued for a reconcile without a change
     /// (`--resync-period`, default 60 s), as a bulk pass behind changes.
-    /// Must not be zero: tokio's `interval` panics on it, which ends the
-    /// resync task (the controller then runs without periodic passes).
+    /// Zero turns periodic passes off (as a Kubernetes informer's resync
+    /// period of 0 does): units are then reconciled on changes, retries and
+    /// the timers their decisions set only.
     pub resync_period: Duration,
     /// Units reconciled at once, each by its own worker task (`--workers`,
     /// default 32); 0 counts as 1.
@@ -381,18 +382,20 @@ impl<R: FleetRegistry> UnitsController<R> {
             "caches synced; reconciling"
         );
 
-        let me = self.clone();
-        let resync = stop.clone();
-        tasks.spawn(async move {
-            let mut tick = tokio::time::interval(me.config.resync_period);
-            tick.tick().await;
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => me.enqueue_all(false),
-                    _ = resync.cancelled() => return,
+        if !self.config.resync_period.is_zero() {
+            let me = self.clone();
+            let resync = stop.clone();
+            tasks.spawn(async move {
+                let mut tick = tokio::time::interval(me.config.resync_period);
+                tick.tick().await;
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => me.enqueue_all(false),
+                        _ = resync.cancelled() => return,
+                    }
                 }
-            }
-        });
+            });
+        }
         stop.cancelled().await;
         Ok(())
     }
