@@ -7,7 +7,10 @@ use std::fmt;
 /// A 1-based line and column in the source text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Pos {
+    /// Line number, the first line being 1.
     pub line: usize,
+    /// Column number, the first character of a line being 1 (counted in
+    /// characters, not bytes).
     pub col: usize,
 }
 
@@ -18,7 +21,13 @@ pub struct SpecError {
     pub source: String,
     /// Dotted field path (`spec.env[0].value`); empty for the document itself.
     pub field: String,
+    /// Where in the source text the value (or the mapping missing a field)
+    /// starts. `None` when there is none to give: values read from JSON
+    /// (only a JSON syntax error has a position) and the rules checked
+    /// across fields after decoding.
     pub pos: Option<Pos>,
+    /// Why the value is refused, worded to follow the field path
+    /// (`must be between 1 and 1000, got 0`).
     pub message: String,
 }
 
@@ -41,6 +50,7 @@ impl fmt::Display for SpecError {
 pub struct SpecErrors(pub Vec<SpecError>);
 
 impl SpecErrors {
+    /// One error alone: `source`, `field` and `pos` as in [`SpecError`].
     pub fn single(source: &str, field: &str, pos: Option<Pos>, message: impl Into<String>) -> Self {
         SpecErrors(vec![SpecError {
             source: source.to_string(),
@@ -50,6 +60,8 @@ impl SpecErrors {
         }])
     }
 
+    /// The errors in the order they were found (document order, then the
+    /// rules across fields).
     pub fn iter(&self) -> impl Iterator<Item = &SpecError> {
         self.0.iter()
     }

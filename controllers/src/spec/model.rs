@@ -6,19 +6,39 @@
 use serde::Serialize;
 use std::time::Duration;
 
+/// One Kaylee unit: a name and what to run, as read from a YAML file or
+/// from `/kaylee/units/<name>` (see [`crate::spec::from_yaml`] and
+/// [`crate::spec::from_json`]); always valid once built by those readers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Unit {
+    /// `^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$` ([`crate::spec::rules::unit_name`]):
+    /// it is part of every fleet unit name, container name and etcd key of
+    /// the unit, so it identifies the unit; renaming one makes another unit.
     pub name: String,
+    /// What runs, where and how it is replaced.
     pub spec: Spec,
 }
 
+/// The `spec` of a unit document. Field names are the document's in camelCase
+/// (`maxReplicasPerHost`…); lists default to empty and options to absent,
+/// and neither is written to the canonical JSON then.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct Spec {
+    /// Number of fleet units, `1..=`[`MAX_REPLICAS`](crate::spec::MAX_REPLICAS).
+    /// `None` is not "1" but a singleton ([`Layout::Singleton`]): one unit,
+    /// replaced stop-first, that conflicts with every version of itself.
+    /// Ignored for `global` and `machineId` units.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub replicas: Option<u32>,
+    /// At most this many replicas on one machine (`1..=1000`); `None`: no
+    /// limit. Enforced with fleet `Conflicts=` groups (replica `i` is in
+    /// group `i mod n`), so it needs `replicas`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_replicas_per_host: Option<u32>,
+    /// Docker image reference, `[registry[:port]/]path[:tag][@digest]`, at
+    /// most 512 bytes ([`crate::spec::rules::image`]); passed to
+    /// `docker run` and `docker pull` as is.
     pub image: String,
     /// When the image is pulled; absent: [`Unit::pull_policy`]'s default.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -26,22 +46,42 @@ pub struct Spec {
     /// Seconds a pull may take; absent: [`DEFAULT_PULL_TIMEOUT_SECS`].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pull_timeout: Option<u32>,
+    /// Arguments after the image, as one string split like a POSIX shell
+    /// would ([`Unit::cmd_args`]); `None`: the image's own `CMD`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cmd: Option<String>,
+    /// One systemd `EnvironmentFile=` each: an absolute path, `-`-prefixed
+    /// when the file may be missing (systemd.exec(5)). They are also what
+    /// `${NAME}` references in `env`, `dockerArgs` and `cmd` are filled from.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub env_files: Vec<String>,
+    /// The container's environment, one `docker run -e NAME=value` each, in
+    /// order; names are unique.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub env: Vec<EnvVar>,
+    /// Docker volumes created before the start and mounted into the
+    /// container; ids are unique.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub volumes: Vec<Volume>,
+    /// fleet `MachineMetadata=` constraints, `key=value` each: the unit runs
+    /// only on machines whose metadata match all of them; empty: any machine.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub machine: Vec<String>,
+    /// fleet `MachineID=`: pins the unit to that one machine
+    /// ([`Layout::Pinned`], one unit); `None`: fleet chooses.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub machine_id: Option<String>,
+    /// Extra `docker run` arguments before the image; each item is split into
+    /// words like `cmd` ([`Unit::docker_args`]).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub docker_args: Vec<String>,
+    /// One fleet unit with `Global=true`, which fleet runs on every machine
+    /// matching `machine` ([`Layout::Global`]); `replicas` does not apply.
     #[serde(skip_serializing_if = "is_false")]
     pub global: bool,
+    /// Extra fleet `Conflicts=`: a Kaylee unit name `x` becomes
+    /// `<prefix>:x:*.service` (never beside any replica of `x`); a fleet glob
+    /// (ends in `.service` or holds `*`) is passed as is.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub conflicts: Vec<String>,
     /// Seconds a replica must stay ready before it counts as available
@@ -95,11 +135,20 @@ pub enum UpdateOrder {
 /// their defaults applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RolloutPolicy {
+    /// How long a replica must stay ready without a break before it counts
+    /// as available (`minReadySeconds`; zero: as soon as it is ready).
     pub min_ready: Duration,
+    /// How long a rollout may go without a new replica becoming available
+    /// before it stops (`progressDeadline`, else the server's
+    /// `--start-timeout`).
     pub progress_deadline: Duration,
+    /// What a stopped rollout does (`onFailure`; default: pause).
     pub on_failure: OnFailure,
-    /// At least 1.
+    /// New replicas on their way at once beyond `replicas` in a start-first
+    /// rollout (`maxSurge`, default 1). At least 1: a stored 0 counts as 1.
     pub max_surge: u32,
+    /// Whether a new replica starts before or after an old one stops
+    /// (`updateOrder`; default: start-first).
     pub order: UpdateOrder,
 }
 
@@ -135,17 +184,33 @@ fn is_false(b: &bool) -> bool {
     !*b
 }
 
+/// One variable of the container's environment: `docker run -e NAME=value`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct EnvVar {
+    /// Letters, digits and `_`, not starting with a digit, at most 255
+    /// bytes ([`crate::spec::rules::env_name`]); unique within a unit.
     pub name: String,
+    /// Any text without NUL; empty when the document gives none. Passed
+    /// literally except for `${NAME}` references, which systemd fills in
+    /// from the unit's `envFiles`.
     pub value: String,
 }
 
+/// A docker volume: created before every start with
+/// `docker volume create --name=<id> --driver=<driver> [--opt=<options>]`
+/// and mounted with `-v <id>:<path>`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Volume {
+    /// The docker volume name: letters, digits and `_.-`, at most 128 bytes;
+    /// unique within a unit. Volumes are per host, so each replica's host
+    /// has its own.
     pub id: String,
+    /// The volume driver; `local` when the document gives none.
     pub driver: String,
+    /// Absolute mount point inside the container, without `:` or `,` (the
+    /// separators of docker's `-v`).
     pub path: String,
+    /// Driver options passed as one `--opt=<options>`; empty: no `--opt`.
     pub options: String,
 }
 
@@ -153,7 +218,14 @@ pub struct Volume {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Layout {
     /// `replicas` given: N units in conflict groups, rolled surge-one.
-    Replicated { replicas: u32, groups: Option<u32> },
+    Replicated {
+        /// The number of fleet units, `spec.replicas`.
+        replicas: u32,
+        /// `spec.maxReplicasPerHost`: that many conflict groups, replica `i`
+        /// in group `i mod groups`, so a host holds at most one of each;
+        /// `None`: no per-host limit (each replica a group of its own).
+        groups: Option<u32>,
+    },
     /// No `replicas`: one unit that conflicts with every version of itself.
     Singleton,
     /// `global: true`: one fleet unit fleet runs on every matching machine.
@@ -171,6 +243,8 @@ impl Layout {
 }
 
 impl Unit {
+    /// Which layout the spec asks for: `global` first, then `machineId`,
+    /// then `replicas`; none of them: a singleton.
     pub fn layout(&self) -> Layout {
         let s = &self.spec;
         if s.global {

@@ -1,6 +1,10 @@
 //! What each field may hold. Every value ends up in a systemd unit, a fleet
 //! X-Fleet option, a container name or an etcd key, so the rules are strict
 //! where a value is not quoted and length-checked where it is.
+//!
+//! Each rule returns `Ok(())` or `Err` with why the value is refused, worded
+//! to follow the field path (`spec.image: ` + the reason) in a
+//! [`SpecError`](crate::spec::SpecError). Lengths are in bytes of UTF-8.
 
 use super::model::Unit;
 use crate::fleet::quote;
@@ -40,6 +44,10 @@ pub fn unit_name(s: &str) -> Rule {
     Ok(())
 }
 
+/// `spec.image`: a docker image reference, 1 to 512 bytes of letters,
+/// digits and `._:/@-`, starting with a letter or digit. Only the
+/// characters are checked, not the reference's grammar: docker says the
+/// rest when it pulls.
 pub fn image(s: &str) -> Rule {
     non_empty_max(s, 512)?;
     // A leading `-` would turn the image into a `docker run` flag.
@@ -135,6 +143,10 @@ fn starts_comment(s: &str) -> bool {
     false
 }
 
+/// `spec.cmd`: split into words like a POSIX shell would (quotes group,
+/// backslashes escape, no expansion), each checked by
+/// [`argv_word_expanding`]. Refused: an unbalanced quote, a trailing
+/// backslash, and a `#` that starts a word (a shell comment).
 pub fn cmd(s: &str) -> Rule {
     shell_words(s).map(|_| ())
 }
@@ -150,6 +162,8 @@ pub fn docker_arg(s: &str) -> Rule {
     Ok(())
 }
 
+/// `spec.env[].name`: a shell identifier, `[A-Za-z_][A-Za-z0-9_]*`, at most
+/// 255 bytes: what POSIX allows and `${NAME}` references can name.
 pub fn env_name(s: &str) -> Rule {
     non_empty_max(s, 255)?;
     let first_ok = s
@@ -183,6 +197,9 @@ pub fn env_file(s: &str) -> Rule {
     Ok(())
 }
 
+/// `spec.volumes[].id`: a docker volume name, 1 to 128 bytes of letters,
+/// digits and `_.-`, starting with a letter or digit: the characters
+/// docker's `local` driver accepts in a volume name.
 pub fn volume_id(s: &str) -> Rule {
     non_empty_max(s, 128)?;
     if !starts_alnum(s) || !chars_ok(s, "_.-") {
@@ -194,6 +211,9 @@ pub fn volume_id(s: &str) -> Rule {
     Ok(())
 }
 
+/// `spec.volumes[].driver`: a volume plugin name, 1 to 128 bytes of letters,
+/// digits and `_.:/-` (a plugin may be `registry/name:tag`), starting with
+/// a letter or digit.
 pub fn volume_driver(s: &str) -> Rule {
     non_empty_max(s, 128)?;
     if !starts_alnum(s) || !chars_ok(s, "_.:/-") {
@@ -205,6 +225,8 @@ pub fn volume_driver(s: &str) -> Rule {
     Ok(())
 }
 
+/// `spec.volumes[].path`: an absolute path inside the container, at most
+/// 1024 bytes, without control characters.
 pub fn volume_path(s: &str) -> Rule {
     non_empty_max(s, 1024)?;
     if !s.starts_with('/') {
@@ -233,6 +255,8 @@ pub fn machine_metadata(s: &str) -> Rule {
     Ok(())
 }
 
+/// `spec.machineId`: a fleet machine id, 1 to 64 letters and digits (fleet
+/// uses systemd's `/etc/machine-id`, 32 lowercase hex digits).
 pub fn machine_id(s: &str) -> Rule {
     non_empty_max(s, 64)?;
     if !chars_ok(s, "") {

@@ -9,6 +9,7 @@ use crate::fleet::reference;
 pub struct Warning {
     /// Dotted field path, as in errors (`spec.env[0].value`).
     pub field: String,
+    /// Why it is likely not meant, and what to write instead.
     pub message: String,
 }
 
