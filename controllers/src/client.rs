@@ -13,21 +13,34 @@ use etcd_client::{Client, Compare, CompareOp, GetOptions, Txn, TxnOp};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
+/// Why a [`KayleeClient`] call (or [`fleet_units`], [`fleet_machines`])
+/// failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
+    /// `/kaylee/units/<name>` does not exist (for a restart or remove: it did
+    /// not exist when the transaction ran). Holds the unit name.
     #[error("no unit named `{0}`")]
     NotFound(String),
+    /// etcd failed, timed out or refused the credentials.
     #[error(transparent)]
     Etcd(#[from] EtcdError),
+    /// Listing fleet's registry (jobs, states, machines) failed.
     #[error("reading fleet's registry: {0}")]
     Fleet(#[source] crate::runtime::SourceError),
 }
 
+/// What [`KayleeClient::apply`] did to the stored unit; serialized as the
+/// lowercase word `kaylee run` prints (`created`, `updated`, `unchanged`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Applied {
+    /// There was no unit of that name; it is stored now.
     Created,
+    /// A different value was stored; it is replaced, and the leader rolls
+    /// the unit out (or only rescales, when the template did not change).
     Updated,
+    /// The stored JSON is already byte for byte this one: nothing written,
+    /// so nothing restarts.
     Unchanged,
 }
 
@@ -36,24 +49,37 @@ pub enum Applied {
 /// this write, which is what `--wait` waits for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Written<T> {
+    /// What was written: an [`Applied`], or a restart marker.
     pub outcome: T,
+    /// etcd's revision of the write (the key's mod revision); for
+    /// [`Applied::Unchanged`], the stored value's mod revision. 0 only if
+    /// etcd's answer had no header.
     pub revision: i64,
 }
 
 /// A unit as stored, with what the leader last reported about it.
 #[derive(Debug, Clone)]
 pub struct UnitView {
+    /// The unit's name: the last segment of its key.
     pub name: String,
     /// The stored spec, or why it does not parse.
     pub spec: Result<Unit, String>,
+    /// `/kaylee/status/<name>`; `None` until the leader first wrote one, or
+    /// when it is not valid JSON of a status.
     pub status: Option<UnitStatus>,
 }
 
 /// A container registered by the Kaylee server of its machine.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Instance {
+    /// The fleet machine id (`/etc/machine-id`) of the host it runs on.
     pub machine: String,
+    /// The docker container name, without Docker's leading `/`: the fleet
+    /// unit name with `:` made `_` and no `.service`
+    /// (`k_countly_4f9a1c_dc608f_3`).
     pub container: String,
+    /// Its IP address as registered, in text (the bare value of its
+    /// `<prefix>/instances/...` key).
     pub ip: String,
     /// Docker's health of its `HEALTHCHECK` (`healthy`, `unhealthy`,
     /// `starting`); `None` without one.
@@ -61,9 +87,13 @@ pub struct Instance {
     pub health: Option<String>,
 }
 
+/// One fleet unit of a Kaylee unit, as fleet's registry has it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct FleetUnitView {
+    /// The fleet unit name, `<prefix>:<unit>:<hash>:<group>:<replica>.service`.
     pub name: String,
+    /// The job's `target-state`: `launched`, `loaded` or `inactive` (what
+    /// fleet is asked to do with it); empty when the job has none.
     pub target_state: String,
     /// The machine fleet's engine scheduled it to, if any.
     pub target: Option<String>,
@@ -71,6 +101,9 @@ pub struct FleetUnitView {
     pub states: BTreeMap<String, String>,
 }
 
+/// The CLI's connection to Kaylee's keys in etcd: units, restart markers,
+/// statuses, registered instances and history. Every call is bounded by
+/// the [`EtcdConfig`]'s request timeout.
 pub struct KayleeClient {
     client: Client,
     etcd: EtcdConfig,
@@ -87,6 +120,8 @@ fn text(bytes: &[u8]) -> String {
 }
 
 impl KayleeClient {
+    /// Connects with [`EtcdConfig::connect`] (probing every endpoint);
+    /// fails when none answers, or the settings or credentials are wrong.
     pub async fn connect(etcd: &EtcdConfig) -> Result<Self, EtcdError> {
         Ok(KayleeClient {
             client: etcd.connect().await?,
@@ -95,6 +130,9 @@ impl KayleeClient {
         })
     }
 
+    /// The underlying etcd v3 client, for calls this type does not wrap
+    /// (cluster settings, fleet's registry); share it rather than connect
+    /// again.
     pub fn etcd_client(&self) -> &Client {
         &self.client
     }
@@ -181,6 +219,8 @@ impl KayleeClient {
         Ok(views)
     }
 
+    /// One stored unit and its status; [`ClientError::NotFound`] when there
+    /// is no `/kaylee/units/<name>`.
     pub async fn get(&self, name: &str) -> Result<UnitView, ClientError> {
         let mut kv = self.kv();
         let key = self.keys.unit(name);

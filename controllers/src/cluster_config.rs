@@ -27,15 +27,23 @@ pub fn key(etcd: &EtcdConfig) -> String {
     crate::keys::KayleeKeys::new(&etcd.prefix).config()
 }
 
+/// Why the cluster's settings could not be read or seeded.
 #[derive(Debug, Error)]
 pub enum ClusterConfigError {
+    /// etcd failed, timed out or refused the credentials.
     #[error(transparent)]
     Etcd(#[from] EtcdError),
     /// The stored value cannot be used; `key` names it.
     #[error(
         "{key}: {why} (fix it with etcdctl, or delete it and the next server to start writes its flags there)"
     )]
-    Invalid { key: String, why: String },
+    Invalid {
+        /// The etcd key read (`<etcd-prefix>/config`).
+        key: String,
+        /// What is wrong: not JSON, a missing or mistyped field, an unknown
+        /// field, or a setting [`RenderOptions::validate`] refuses.
+        why: String,
+    },
 }
 
 /// Where the settings in use came from.
@@ -50,7 +58,10 @@ pub enum Source {
 /// The settings to render with, and how they relate to the flags.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Effective {
+    /// The settings to render with: the cluster's, or the flags when they
+    /// seeded it.
     pub options: RenderOptions,
+    /// Whether `options` were read or seeded.
     pub source: Source,
     /// `field: flag value → cluster value` for each setting the flags
     /// disagree on (empty when seeded or equal).

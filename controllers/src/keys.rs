@@ -11,6 +11,9 @@ pub struct KayleeKeys {
 }
 
 impl KayleeKeys {
+    /// Keys under `prefix`; trailing `/`s are dropped, so `/kaylee` and
+    /// `/kaylee/` are the same keyspace. An empty prefix puts the keys at
+    /// the root (`/units/…`).
     pub fn new(prefix: &str) -> Self {
         KayleeKeys {
             prefix: prefix.trim_end_matches('/').to_string(),
@@ -21,24 +24,36 @@ impl KayleeKeys {
         format!("{}/{kind}/", self.prefix)
     }
 
+    /// `<prefix>/units/`: every unit's spec.
     pub fn units(&self) -> String {
         self.dir("units")
     }
+    /// `<prefix>/units/<name>` → the unit's canonical JSON
+    /// ([`crate::spec::Unit::to_json`]), written by `kaylee run` or by hand.
     pub fn unit(&self, name: &str) -> String {
         format!("{}{name}", self.units())
     }
+    /// `<prefix>/restarts/`: every unit's restart marker.
     pub fn restarts(&self) -> String {
         self.dir("restarts")
     }
+    /// `<prefix>/restarts/<name>` → the RFC 3339 time of the last
+    /// `kaylee restart`; a new value rolls every replica.
     pub fn restart(&self, name: &str) -> String {
         format!("{}{name}", self.restarts())
     }
+    /// `<prefix>/status/`: every unit's status, written by the leader.
     pub fn statuses(&self) -> String {
         self.dir("status")
     }
+    /// `<prefix>/status/<name>` → the unit's
+    /// [`UnitStatus`](crate::units::UnitStatus) as JSON.
     pub fn status(&self, name: &str) -> String {
         format!("{}{name}", self.statuses())
     }
+    /// `<prefix>/leader/`: the election prefix. Each server campaigns with
+    /// `<prefix>/leader/<lease id in hex>` → its identity, on its lease;
+    /// the oldest key leads ([`crate::etcd::Election`]).
     pub fn leader(&self) -> String {
         self.dir("leader")
     }
@@ -81,6 +96,8 @@ impl KayleeKeys {
     pub fn registrators(&self) -> String {
         self.dir("registrators")
     }
+    /// `<prefix>/registrators/<machine>`: present while a server registers
+    /// that machine's containers.
     pub fn registrator(&self, machine: &str) -> String {
         format!("{}{machine}", self.registrators())
     }
@@ -150,19 +167,30 @@ pub fn job_target_state(fleet_name: &str) -> String {
 /// restricted to unit names starting with `<unit-prefix>:`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FleetKeys {
+    /// fleet's registry prefix, always ending in `/`; fleet's default
+    /// (`--etcd-key-prefix`) is `/_coreos.com/fleet/`.
     pub prefix: String,
+    /// The first field of every fleet unit name Kaylee owns (`k` by
+    /// default, `--unit-prefix`), without the `:` that follows it.
     pub unit_prefix: String,
 }
 
 /// What a key under `job/` says about one fleet unit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JobField {
+    /// `job/<name>/object`: the job itself, `{"Name":…,"UnitHash":[…]}`.
     Object,
+    /// `job/<name>/target-state`: what fleet is asked to do with it
+    /// (`launched`, `loaded`, `inactive`).
     TargetState,
+    /// `job/<name>/target`: the machine id fleet's engine scheduled it to;
+    /// absent while unscheduled.
     Target,
 }
 
 impl FleetKeys {
+    /// Keys under `prefix` (a `/` is appended when missing) for the fleet
+    /// units named `<unit_prefix>:…`.
     pub fn new(prefix: &str, unit_prefix: &str) -> Self {
         let mut prefix = prefix.to_string();
         if !prefix.ends_with('/') {

@@ -12,13 +12,27 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
+/// Everything `kaylee server` runs with, from its flags.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
+    /// How to reach etcd; its `prefix` holds Kaylee's keys, among them the
+    /// election's `<prefix>/leader/`.
     pub etcd: EtcdConfig,
+    /// Where fleet's registry is in etcd (`--fleet-prefix`, default
+    /// `/_coreos.com/fleet/`, fleet's own default); a `/` is appended when
+    /// missing ([`FleetKeys::new`]).
     pub fleet_prefix: String,
     /// Which etcd API fleet's registry is read and written through.
     pub fleet_api: FleetApi,
+    /// TTL of each session's lease (`--lease-ttl`, default 10 s): how long
+    /// the leader key and this machine's registered instances outlive a
+    /// server that dies without revoking them, so how long a failover may
+    /// take. etcd lease TTLs are whole seconds: rounded down, at least 1 s
+    /// (the CLI refuses less), and etcd may grant more ([`Session::start`]).
+    /// Renewed every third of it.
     pub lease_ttl: Duration,
+    /// What the units controller runs with while this server leads (render
+    /// settings, timeouts, workers, batch size); see [`ControllerConfig`].
     pub controller: ControllerConfig,
     /// Stored in the leader key so operators can see who leads.
     pub identity: String,
@@ -27,7 +41,11 @@ pub struct ServerConfig {
 /// What the server reports about itself (for `/readyz` and metrics).
 #[derive(Debug, Default)]
 pub struct ServerState {
+    /// This server leads now (also the `kaylee_is_leader` gauge, 1 or 0).
     pub leader: AtomicBool,
+    /// etcd is reachable: set once it answered at start-up and with each
+    /// lease granted, cleared when a grant fails or an etcd error ends a
+    /// term. `/readyz` fails while it is false.
     pub etcd_ok: AtomicBool,
     /// The controller's caches are synced (a standby counts as synced).
     pub synced: AtomicBool,
@@ -44,6 +62,8 @@ impl ServerState {
 /// registrator) can hang its keys on it; the token ends with the session.
 pub type OnSession = Box<dyn Fn(i64, CancellationToken) + Send + Sync>;
 
+/// One `kaylee server`: campaigns on a lease, runs the units controller
+/// while it leads, and calls [`OnSession`] for each new lease.
 pub struct Server {
     config: ServerConfig,
     state: Arc<ServerState>,
@@ -51,6 +71,8 @@ pub struct Server {
 }
 
 impl Server {
+    /// A server that does nothing until [`Server::run`]; its state starts
+    /// all false (not leading, etcd not yet reached, not synced).
     pub fn new(config: ServerConfig) -> Self {
         Server {
             config,
@@ -59,10 +81,15 @@ impl Server {
         }
     }
 
+    /// The shared state the server updates as it runs, for the HTTP
+    /// endpoints and metrics.
     pub fn state(&self) -> Arc<ServerState> {
         self.state.clone()
     }
 
+    /// Sets the one callback called with each new session's lease (the
+    /// registrator's start); a later call replaces it. Set it before
+    /// [`Server::run`].
     pub fn on_session(&mut self, f: OnSession) {
         self.on_session = Some(f);
     }

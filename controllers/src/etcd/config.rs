@@ -9,19 +9,43 @@ use std::path::PathBuf;
 use std::time::Duration;
 use thiserror::Error;
 
+/// etcd's client URLs on this host, comma separated, as the CoreOS etcd of
+/// fleet's era served them: the legacy port 4001 and the IANA port 2379.
+/// `--etcd-endpoints` (or `ETCDCTL_ENDPOINTS`) replaces them.
 pub const DEFAULT_ENDPOINTS: &str = "http://127.0.0.1:4001,http://127.0.0.1:2379";
 
+/// How to reach etcd: the global flags every command shares, which read the
+/// same environment variables as etcdctl (`ETCDCTL_ENDPOINTS`, …).
+/// [`Default`] is [`DEFAULT_ENDPOINTS`], `/kaylee`, no TLS or auth, a 3 s
+/// dial and a 5 s request timeout.
 #[derive(Debug, Clone)]
 pub struct EtcdConfig {
+    /// Client URLs, `http://host:port` or `https://host:port` (all https
+    /// when TLS is configured). Those that do not answer at connect time
+    /// are left out; none given is an [`EtcdError::Config`].
     pub endpoints: Vec<String>,
     /// Kaylee's key prefix, `/kaylee` by default (no trailing slash).
     pub prefix: String,
+    /// PEM file of the CA that signed etcd's server certificate
+    /// (`--etcd-cacert`). The client is built without system or built-in
+    /// roots, so an `https://` etcd needs it. Any of the three TLS files
+    /// turns TLS on.
     pub ca_cert: Option<PathBuf>,
+    /// PEM client certificate (`--etcd-cert`); only together with `key`.
     pub cert: Option<PathBuf>,
+    /// PEM private key of `cert` (`--etcd-key`); only together with `cert`.
     pub key: Option<PathBuf>,
-    /// `user:password`.
+    /// `user:password` for etcd's authentication (`--etcd-user`, split at
+    /// the first `:`); `None`: no authentication.
     pub user: Option<String>,
+    /// How long dialing one endpoint may take (`--etcd-dial-timeout`,
+    /// default 3 s). A probe of an endpoint gets this plus
+    /// `request_timeout`.
     pub connect_timeout: Duration,
+    /// The deadline of every single etcd call made through
+    /// [`EtcdConfig::timed`] (`--etcd-request-timeout`, default 5 s); also
+    /// the client's own per-request timeout. Watches are bounded only
+    /// while they open.
     pub request_timeout: Duration,
 }
 
@@ -40,21 +64,36 @@ impl Default for EtcdConfig {
     }
 }
 
+/// Why an etcd call failed. [`EtcdError::is_auth`] tells credentials apart
+/// from outages.
 #[derive(Debug, Error)]
 pub enum EtcdError {
+    /// A call (or a connect) got no answer within its deadline.
     #[error("etcd did not answer within {timeout:?} (endpoints: {endpoints})")]
     Timeout {
+        /// The deadline that ran out.
         timeout: Duration,
+        /// Every configured endpoint, comma separated, for the message.
         endpoints: String,
     },
+    /// No endpoint answered at connect time: each `endpoint (reason)`,
+    /// comma separated.
     #[error("cannot reach etcd: {0}")]
     Unreachable(String),
+    /// etcd refused who we are (bad password, unknown user, invalid token,
+    /// permission denied): etcd's message.
     #[error("etcd refused the credentials: {0} (check --etcd-user / ETCDCTL_USER)")]
     Auth(String),
+    /// The settings cannot work (no endpoints, `user` without `:`, a
+    /// certificate without its key, an unreadable PEM file, TLS with an
+    /// `http://` endpoint), found before anything is sent.
     #[error("etcd settings: {0}")]
     Config(String),
+    /// Any other error of the v3 client, including gRPC statuses etcd
+    /// answered with.
     #[error("etcd: {}", describe(.0))]
     Client(#[from] etcd_client::Error),
+    /// An error of etcd's v2 keys API (fleet's registry, flannel's leases).
     #[error(transparent)]
     V2(#[from] super::v2::V2Error),
 }
@@ -78,6 +117,7 @@ impl EtcdError {
 }
 
 impl EtcdConfig {
+    /// The endpoints comma separated, as given, for messages and logs.
     pub fn endpoints_display(&self) -> String {
         self.endpoints.join(",")
     }

@@ -14,7 +14,11 @@ use tokio_util::sync::CancellationToken;
 /// Proof of leadership: writes made under it carry [`Fence::compare`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fence {
+    /// This leader's candidate key, `<election prefix><lease id in hex>`.
     pub key: String,
+    /// The etcd revision at which `key` was created: a key put again after
+    /// a deletion has another, so a deposed leader's writes fail even if
+    /// its key reappears.
     pub create_revision: i64,
 }
 
@@ -25,16 +29,23 @@ impl Fence {
     }
 }
 
+/// Why [`Election::campaign`] returned without leadership.
 #[derive(Debug, thiserror::Error)]
 pub enum ElectionError {
+    /// An etcd call failed or timed out; campaign again on a new session.
     #[error(transparent)]
     Etcd(#[from] EtcdError),
+    /// The session's lease expired or could not be renewed while waiting,
+    /// so the candidate key is (or must be assumed) gone.
     #[error("the session's lease was lost")]
     SessionLost,
+    /// The `stop` token was cancelled (the server is shutting down).
     #[error("stopped")]
     Stopped,
 }
 
+/// One election: the candidates are the keys under a prefix
+/// (`<etcd-prefix>/leader/` for Kaylee's servers), one per session.
 pub struct Election {
     client: Client,
     config: EtcdConfig,
@@ -42,6 +53,8 @@ pub struct Election {
 }
 
 impl Election {
+    /// An election among the keys under `prefix`, which should end in `/`
+    /// so that no other key shares it. Nothing is sent until a call.
     pub fn new(client: Client, config: EtcdConfig, prefix: impl Into<String>) -> Self {
         Election {
             client,

@@ -9,6 +9,10 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep, sleep_until, timeout};
 use tokio_util::sync::CancellationToken;
 
+/// One etcd lease and the background task that renews it every third of the
+/// requested TTL (never more often than every 200 ms). Dropping the session stops the renewals and
+/// cancels [`Session::lost`], leaving the lease to expire; [`Session::revoke`]
+/// ends it at once.
 pub struct Session {
     client: Client,
     config: EtcdConfig,
@@ -19,6 +23,11 @@ pub struct Session {
 
 impl Session {
     /// Grants a lease of `ttl` and keeps it alive in the background.
+    ///
+    /// etcd lease TTLs are whole seconds: `ttl` is rounded down, to at
+    /// least 1 s, and etcd may grant more (its minimum, 1.5 election
+    /// timeouts rounded up: 2 s with its default settings). Fails when the
+    /// grant fails or times out.
     pub async fn start(
         config: &EtcdConfig,
         client: &Client,
@@ -47,6 +56,8 @@ impl Session {
         })
     }
 
+    /// The lease's id, as etcd granted it: what keys are put with
+    /// (`PutOptions::with_lease`) to vanish with the session.
     pub fn lease_id(&self) -> i64 {
         self.lease_id
     }

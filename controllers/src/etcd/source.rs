@@ -14,6 +14,11 @@ const PAGE: i64 = 10_000;
 /// value must not stall a whole informer. Kaylee rejects it later, by name.
 pub const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
 
+/// Every key that starts with one prefix, read through the v3 API as an
+/// informer [`Source`]: listed in pages of 10,000 keys at one revision,
+/// then watched from the revision after. Keys that are not UTF-8 are
+/// skipped; a compacted watch revision is [`SourceError::Compacted`], which
+/// makes the informer list again.
 #[derive(Clone)]
 pub struct EtcdPrefix {
     client: Client,
@@ -22,6 +27,9 @@ pub struct EtcdPrefix {
 }
 
 impl EtcdPrefix {
+    /// The keys starting with `prefix`, byte for byte: end it with `/` to
+    /// mean a directory (`/kaylee/units` would also match `/kaylee/unitsx`).
+    /// Nothing is sent until a list or watch.
     pub fn new(client: Client, config: EtcdConfig, prefix: impl Into<String>) -> Self {
         EtcdPrefix {
             client,
