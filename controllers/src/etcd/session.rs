@@ -10,9 +10,9 @@ use tokio::time::{Instant, sleep, sleep_until, timeout};
 use tokio_util::sync::CancellationToken;
 
 /// One etcd lease and the background task that renews it every third of the
-/// requested TTL (never more often than every 200 ms). Dropping the session stops the renewals and
-/// cancels [`Session::lost`], leaving the lease to expire; [`Session::revoke`]
-/// ends it at once.
+/// requested TTL (never more often than every 200 ms). Dropping the session
+/// stops the renewals and cancels [`Session::lost`], leaving the lease to
+/// expire; [`Session::revoke`] ends it at once.
 pub struct Session {
     client: Client,
     config: EtcdConfig,

@@ -9,8 +9,7 @@ use std::fmt;
 pub struct Pos {
     /// Line number, the first line being 1.
     pub line: usize,
-    /// Column number, the first character of a line being 1 (counted in
-    /// characters, not bytes).
+    /// Column number, the first column of a line being 1.
     pub col: usize,
 }
 

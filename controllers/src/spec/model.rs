@@ -202,8 +202,8 @@ pub struct EnvVar {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Volume {
     /// The docker volume name: letters, digits and `_.-`, at most 128 bytes;
-    /// unique within a unit. Volumes are per host, so each replica's host
-    /// has its own.
+    /// unique within a unit. A `local` volume is per host: each replica's
+    /// host has its own.
     pub id: String,
     /// The volume driver; `local` when the document gives none.
     pub driver: String,

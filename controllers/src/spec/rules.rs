@@ -163,7 +163,7 @@ pub fn docker_arg(s: &str) -> Rule {
 }
 
 /// `spec.env[].name`: a shell identifier, `[A-Za-z_][A-Za-z0-9_]*`, at most
-/// 255 bytes: what POSIX allows and `${NAME}` references can name.
+/// 255 bytes: what a `${NAME}` reference can name.
 pub fn env_name(s: &str) -> Rule {
     non_empty_max(s, 255)?;
     let first_ok = s
@@ -226,7 +226,8 @@ pub fn volume_driver(s: &str) -> Rule {
 }
 
 /// `spec.volumes[].path`: an absolute path inside the container, at most
-/// 1024 bytes, without control characters.
+/// 1024 bytes, without control characters, `:` or `,` (which separate the
+/// fields of docker's `-v`).
 pub fn volume_path(s: &str) -> Rule {
     non_empty_max(s, 1024)?;
     if !s.starts_with('/') {
