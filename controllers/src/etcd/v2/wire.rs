@@ -4,7 +4,9 @@ use serde::Deserialize;
 
 /// etcd v2 error codes Kaylee acts on (etcd's `error/error.go`).
 pub mod code {
+    /// "Key not found": the key or directory does not exist.
     pub const KEY_NOT_FOUND: u32 = 100;
+    /// "Key already exists": a create (`prevExist=false`) found the key.
     pub const NODE_EXIST: u32 = 105;
     /// "The event in requested index is outdated and cleared": the history
     /// (the last 1000 events) no longer reaches the asked index.
@@ -14,14 +16,22 @@ pub mod code {
 /// One key or directory. The root directory has no `key` field.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 pub struct Node {
+    /// The absolute key, e.g. `/_coreos.com/fleet/job/k:web:…/object`.
     #[serde(default)]
     pub key: String,
+    /// A key's value; `None` for a directory (and for a deleted key's
+    /// node in a watch event).
     #[serde(default)]
     pub value: Option<String>,
+    /// Whether this is a directory.
     #[serde(default)]
     pub dir: bool,
+    /// A directory's children (all levels with `recursive=true`, one
+    /// level without).
     #[serde(default)]
     pub nodes: Vec<Node>,
+    /// The store index of the node's last change (etcd's
+    /// `modifiedIndex`).
     #[serde(rename = "modifiedIndex", default)]
     pub modified_index: i64,
 }
@@ -45,10 +55,14 @@ impl Node {
 /// A successful answer: the action and the node it touched.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 pub struct Answer {
+    /// etcd's action: `get`, `set`, `create`, `update`, `delete`,
+    /// `compareAndSwap`, `compareAndDelete` or `expire`.
     #[serde(default)]
     pub action: String,
+    /// The node read or changed.
     #[serde(default)]
     pub node: Node,
+    /// The node as it was before a change, when etcd sends it.
     #[serde(rename = "prevNode", default)]
     pub prev_node: Option<Node>,
     /// The `X-Etcd-Index` header: the store's index when etcd answered (for
@@ -60,12 +74,16 @@ pub struct Answer {
 /// etcd's own error body, e.g. `{"errorCode":100,"message":"Key not found",…}`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct EtcdFailure {
+    /// etcd's error code ([`code`]).
     #[serde(rename = "errorCode")]
     pub code: u32,
+    /// etcd's words for the code, e.g. `Key not found`.
     #[serde(default)]
     pub message: String,
+    /// What it applies to, usually the key.
     #[serde(default)]
     pub cause: String,
+    /// The store index when etcd answered.
     #[serde(default)]
     pub index: i64,
 }
@@ -73,7 +91,9 @@ pub struct EtcdFailure {
 /// What one response body says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Body {
+    /// A node read or changed.
     Answer(Answer),
+    /// One of etcd's v2 errors.
     Failure(EtcdFailure),
     /// A long poll that ended without an event.
     Empty,
@@ -81,6 +101,8 @@ pub enum Body {
     Foreign,
 }
 
+/// Reads one response body; `etcd_index` is the answer's `X-Etcd-Index`
+/// header (0 when absent), kept in [`Answer::etcd_index`].
 pub fn parse_body(bytes: &[u8], etcd_index: i64) -> Body {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Body::Empty;
