@@ -17,17 +17,25 @@ use tokio_util::sync::CancellationToken;
 /// A change seen by a watch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WatchEvent {
+    /// A key was created or changed.
     Put {
+        /// The absolute key.
         key: String,
+        /// Its new value.
         value: Vec<u8>,
+        /// The revision of the change (v3 `mod_revision`, v2
+        /// `modifiedIndex`).
         revision: i64,
     },
+    /// A key was deleted (or expired with its TTL).
     Delete {
+        /// The absolute key.
         key: String,
     },
     /// Every key starting with `prefix` is gone: etcd v2 deletes a whole
     /// directory (fleet's `job/<name>`) in one event that names only it.
     DeletePrefix {
+        /// The deleted directory's key, ending in `/`.
         prefix: String,
     },
 }
@@ -35,15 +43,22 @@ pub enum WatchEvent {
 /// One key as listed: its value and the revision it was last modified at.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Item {
+    /// The absolute key.
     pub key: String,
+    /// Its value.
     pub value: Vec<u8>,
+    /// The revision it was last modified at (v3 `mod_revision`, v2
+    /// `modifiedIndex`).
     pub revision: i64,
 }
 
 /// A consistent snapshot of a prefix, and the revision it was read at.
 #[derive(Debug, Default)]
 pub struct Listing {
+    /// The keys kept, in key order through v3 (v2: depth first).
     pub items: Vec<Item>,
+    /// The revision the snapshot was read at; a watch from `revision + 1`
+    /// misses nothing (v2: the `X-Etcd-Index` of the listing).
     pub revision: i64,
 }
 
@@ -61,6 +76,8 @@ pub enum SourceError {
     Etcd(#[from] crate::etcd::EtcdError),
 }
 
+/// A watch: batches of events in revision order; the stream ends, or
+/// yields an error, when the watch breaks (the informer then relists).
 pub type EventStream = Pin<Box<dyn Stream<Item = Result<Vec<WatchEvent>, SourceError>> + Send>>;
 
 /// Which listed keys (with their values) to keep: a source drops the rest
