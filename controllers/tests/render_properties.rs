@@ -45,12 +45,13 @@ fn check_refusal(g: &GenUnit, e: &SpecError) -> Result<(), TestCaseError> {
         Some(format!("{n}={v}"))
     } else if let Some(i) = index("spec.dockerArgs[", "]") {
         let item = &g.docker_args[i];
+        // A word-initial `#` is refused before the split is tried.
+        if item.contains('#') && e.message.contains("`#` at the start") {
+            return Ok(());
+        }
         match shlex::split(item) {
             None => {
                 prop_assert!(e.message.contains("cannot be split"), "{e}");
-                return Ok(());
-            }
-            Some(_) if item.contains('#') && e.message.contains("`#` at the start") => {
                 return Ok(());
             }
             Some(words) if words.is_empty() => {
