@@ -6,6 +6,7 @@
 use crate::raw::{self, Throughput};
 use crate::server::{Flags, Server};
 use crate::specs::BenchUnit;
+use crate::v2::Api;
 use crate::watch::{self, Watcher};
 use crate::{Bench, seed};
 use anyhow::Result;
@@ -30,7 +31,10 @@ pub async fn run(bench: &Bench, units: &[BenchUnit], flags: &Flags) -> Result<Co
     let client = &bench.client;
     seed::units(client, units).await?;
     let revision = watch::revision(client).await?;
-    let fleet = Watcher::start(client, &bench.fleet.prefix, revision, false).await?;
+    let fleet = match bench.api {
+        Api::V3 => Watcher::start(client, &bench.fleet.prefix, revision, false).await?,
+        Api::V2 => Watcher::start_v2(&bench.v2, &bench.fleet.prefix, bench.v2.index().await?)?,
+    };
     let leaders = Watcher::start(client, "/kaylee/leader/", revision, true).await?;
     let jobs: usize = units.iter().map(|u| u.rendered.units.len()).sum();
 
