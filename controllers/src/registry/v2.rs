@@ -3,18 +3,22 @@
 //! and directories, and a leadership check in front of every request.
 //!
 //! Fencing. v2 writes cannot join a v3 transaction, so they cannot carry the
-//! compare on the leader key that makes v3 writes safe. Instead each v2
-//! request starts only if a linearizable v3 read of the leader key that
-//! began at most [`FENCE_FRESH`] (20 ms) earlier found it with the create
-//! revision this leadership began with ([`super::v2_fence`]). The key was
-//! lost after that read began, so a deposed leader can still start writes
-//! for at most 20 ms after losing it (by its own clock: a process paused
-//! between that age check and the send — no await lies between them but the
-//! HTTP client's — counts the pause in the window), and each lands within
-//! its request deadline. While writes come, a background check every 10 ms
-//! keeps the last one fresh, so writes rarely wait. Each such write is a whole fleet record (the object
-//! goes last) that the new leader sees through its watch and, plans being
-//! level-triggered, corrects on its next reconcile.
+//! compare on the leader key that makes v3 writes safe. Instead two rules
+//! ([`super::v2_fence`]), both on linearizable v3 reads of the leader key
+//! that must find it with the create revision this leadership began with:
+//! every batch begins only after such a read that began after the batch was
+//! handed over (so no batch formed after the key was lost writes anything),
+//! and each v2 request of the batch starts only if the latest successful
+//! read began at most [`FENCE_FRESH`] (20 ms) earlier (one read at a time,
+//! shared, the next begun in the background once the last is 10 ms old).
+//! The key was lost after that read began, so a deposed leader can still
+//! start the writes of a batch it had begun for at most 20 ms after losing
+//! the key (by its own clock: a pause between the age check and the send —
+//! no await lies between them but the HTTP client's — counts in the
+//! window), and each lands within its request deadline. Each such write is
+//! a whole fleet record (the object goes last) that the new leader sees
+//! through its watch and, plans being level-triggered, corrects on its next
+//! reconcile.
 
 use super::txn::{Write, txn_ops};
 pub use super::v2_fence::FENCE_FRESH;
@@ -72,7 +76,7 @@ impl V2Registry {
             config,
             keys,
             max_txn_ops: max_txn_ops.max(1),
-            fence_clock: FenceClock::warm(),
+            fence_clock: FenceClock::default(),
             in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
         }
     }
@@ -256,6 +260,9 @@ impl FleetRegistry for V2Registry {
         // go at once, up to MAX_IN_FLIGHT requests, each one fenced. The
         // first failure ends the batch.
         let check = self.check_of(fence);
+        if !fleet.is_empty() {
+            self.fence_clock.admit_batch(fence, &check).await?;
+        }
         let writes = fleet.iter().map(|op| self.write(op, fence, &check));
         futures::future::try_join_all(writes).await?;
         // After the fleet writes they report.

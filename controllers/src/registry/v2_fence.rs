@@ -3,10 +3,10 @@
 //! Checks are shared by every write in flight, one at a time; one is
 //! started in the background once the last is half that old, so a steady
 //! stream of writes rarely waits for one. A check that finds the key gone
-//! (or recreated) fences the leadership for good. A warm clock
-//! ([`FenceClock::warm`]) also keeps checking every 10 ms for a second
-//! after the last write, so the next write of a busy leader finds a fresh
-//! check instead of waiting for one; an idle leader makes no checks.
+//! (or recreated) fences the leadership for good. A batch of writes
+//! starts only after a check that began after the batch was handed over
+//! ([`FenceClock::admit_batch`]), so the 20 ms only ever reach back to a
+//! check made for that batch or during it.
 
 use super::ApplyError;
 use crate::runtime::election::Fence;
@@ -26,16 +26,12 @@ pub const FENCE_FRESH: Duration = Duration::from_millis(20);
 pub type Check =
     Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<bool, ApplyError>> + Send>> + Send + Sync>;
 
-/// How long after the last write a warm clock keeps its check fresh.
-pub const KEEP_WARM: Duration = Duration::from_secs(1);
-
 /// What the checks of one registry found, for the leadership they checked.
 #[derive(Clone, Default)]
 pub struct FenceClock {
     state: Arc<Mutex<State>>,
     /// Held while a check is in flight: at most one at a time.
     checking: Arc<tokio::sync::Mutex<()>>,
-    warm: bool,
 }
 
 #[derive(Default)]
@@ -44,10 +40,6 @@ struct State {
     /// When the latest check that found the key began.
     ok_since: Option<Instant>,
     fenced: bool,
-    /// When a write was last admitted.
-    last_write: Option<Instant>,
-    /// Whether a task keeps the check fresh.
-    keeping: bool,
 }
 
 enum Verdict {
@@ -57,45 +49,32 @@ enum Verdict {
 }
 
 impl FenceClock {
-    /// A clock that keeps its check fresh while writes come (see above).
-    pub fn warm() -> FenceClock {
-        FenceClock {
-            warm: true,
-            ..FenceClock::default()
-        }
-    }
-
-    /// Notes an admitted write; starts the keeper of a warm clock.
-    fn wrote(&self, fence: &Fence, check: &Check) {
-        let start = {
+    /// Returns once a batch of writes under `fence` may begin: after a
+    /// check that began after this call (another write's, if one began
+    /// since, or its own) found the key. So no batch formed after the key
+    /// was lost writes anything.
+    pub async fn admit_batch(&self, fence: &Fence, check: &Check) -> Result<(), ApplyError> {
+        let asked = Instant::now();
+        let _guard = self.checking.lock().await;
+        {
             let mut s = self.lock();
-            s.last_write = Some(Instant::now());
-            let start = self.warm && !s.keeping;
-            s.keeping |= start;
-            start
-        };
-        if !start {
-            return;
-        }
-        let (me, fence, check) = (self.clone(), fence.clone(), check.clone());
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(FENCE_FRESH / 2).await;
-                {
-                    let mut s = me.lock();
-                    let idle = s.last_write.is_none_or(|t| t.elapsed() > KEEP_WARM);
-                    if idle || s.fenced || s.fence.as_ref() != Some(&fence) {
-                        s.keeping = false;
-                        return;
-                    }
-                }
-                if let Ok(_guard) = me.checking.try_lock() {
-                    // Not a verdict when etcd does not answer: writes
-                    // check again themselves once stale.
-                    let _ = me.run(&fence, &check).await;
-                }
+            if s.fence.as_ref() != Some(fence) {
+                *s = State {
+                    fence: Some(fence.clone()),
+                    ..State::default()
+                };
             }
-        });
+            if s.fenced {
+                return Err(ApplyError::Fenced);
+            }
+            if s.ok_since.is_some_and(|t| t >= asked) {
+                return Ok(());
+            }
+        }
+        match self.run(fence, check).await? {
+            true => Ok(()),
+            false => Err(ApplyError::Fenced),
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -108,7 +87,6 @@ impl FenceClock {
             // A new leadership: nothing checked for it yet.
             *s = State {
                 fence: Some(fence.clone()),
-                keeping: s.keeping,
                 ..State::default()
             };
         }
@@ -163,7 +141,6 @@ impl FenceClock {
                             drop(guard);
                         });
                     }
-                    self.wrote(fence, check);
                     return Ok(());
                 }
                 Verdict::Stale => {
@@ -245,6 +222,32 @@ mod tests {
         // A new leadership starts unchecked.
         clock.admit(&fence(9), &check).await.expect("new term");
         assert_eq!(calls.load(Ordering::SeqCst), calls_then + 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_begins_only_after_a_check_of_its_own() {
+        let clock = FenceClock::default();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let leads = Arc::new(Mutex::new(true));
+        let check = check(&calls, &leads);
+        let f = fence(5);
+        clock.admit_batch(&f, &check).await.expect("leads");
+        clock.admit(&f, &check).await.expect("fresh");
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "its writes share it");
+        // The key is lost right after a check that is still fresh: a
+        // write of the running batch may start, a new batch may not.
+        *leads.lock().expect("lock") = false;
+        tokio::time::advance(Duration::from_millis(1)).await;
+        clock.admit(&f, &check).await.expect("within 20 ms");
+        assert!(matches!(
+            clock.admit_batch(&f, &check).await,
+            Err(ApplyError::Fenced)
+        ));
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        assert!(matches!(
+            clock.admit(&f, &check).await,
+            Err(ApplyError::Fenced)
+        ));
     }
 
     #[tokio::test(start_paused = true)]
