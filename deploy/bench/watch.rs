@@ -16,8 +16,9 @@ use tokio::sync::watch;
 
 /// Silence after which a v2 stream is probed.
 const PROBE_AFTER: Duration = Duration::from_millis(50);
-/// How long a probe listens for etcd's answer from history.
-const PROBE_LISTEN: Duration = Duration::from_millis(20);
+/// How long a probe listens for etcd's answer from history (a change
+/// meanwhile ends it at once).
+const PROBE_LISTEN: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Default, Clone)]
 pub struct Seen {

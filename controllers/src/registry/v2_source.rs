@@ -26,9 +26,12 @@ pub const POLL_WINDOW: Duration = Duration::from_secs(5);
 /// Silence before the first probe after an event.
 pub const PROBE_AFTER: Duration = Duration::from_millis(50);
 
-/// How long a probe listens once etcd has accepted it: etcd answers from
-/// its history at once.
-const PROBE_LISTEN: Duration = Duration::from_millis(20);
+/// How long a probe listens once etcd has accepted it, at least. etcd
+/// answers from its history at once (the event is queued before the
+/// response starts), so a probe that brings nothing for this long was
+/// registered: nothing under the directory changed up to its index. The
+/// listening costs nothing: a change meanwhile ends the probe at once.
+const PROBE_LISTEN: Duration = Duration::from_secs(1);
 
 #[derive(Clone)]
 pub struct V2Prefix {
@@ -154,7 +157,7 @@ impl Watching {
                     let probed = self
                         .source
                         .client
-                        .probe(&self.source.dir, self.next, PROBE_LISTEN)
+                        .probe(&self.source.dir, self.next, PROBE_LISTEN.max(self.quiet))
                         .await
                         .map_err(source_error)?;
                     match probed {
