@@ -105,7 +105,12 @@ impl Watcher {
                         Err(_) => {
                             match v2::probe(&v2, &dir, next, PROBE_LISTEN).await {
                                 // Quiet up to etcd's index: go on past it.
+                                // or a change after etcd registered it.
                                 Ok((None, at)) => {
+                                    next = next.max(at + 1);
+                                    continue;
+                                }
+                                Ok((Some(index), at)) if index > at => {
                                     next = next.max(at + 1);
                                     continue;
                                 }

@@ -88,7 +88,8 @@ pub enum Probed {
     /// etcd holds an event at or after the index probed: a stream that has
     /// not brought it may have been dropped.
     Missed(Box<Answer>),
-    /// No event under the key from the index probed up to `etcd_index`.
+    /// No event under the key from the index probed up to `etcd_index`
+    /// (etcd registered the poll; a change after that may have ended it).
     Quiet { etcd_index: i64 },
 }
 
@@ -494,10 +495,9 @@ impl V2Client {
 
     /// Asks whether etcd has an event at or below `key` with index ≥
     /// `wait_index`: a long poll, given `listen` to answer once etcd has
-    /// accepted it. etcd answers at once from its history; a poll it had to
-    /// register brings nothing within `listen` (then nothing happened under
-    /// the key up to the index it was registered at), unless an event comes
-    /// meanwhile.
+    /// accepted it. etcd answers at once from its history, with an event at
+    /// or below the index it answers with; a poll it had to register brings
+    /// nothing within `listen`, or a later change.
     pub async fn probe(
         &self,
         key: &str,
@@ -505,7 +505,16 @@ impl V2Client {
         listen: Duration,
     ) -> Result<Probed, V2Error> {
         Ok(match self.wait(key, wait_index, listen).await? {
-            Polled::Event(answer) => Probed::Missed(Box::new(answer)),
+            // From history: at or below the index etcd had when it took
+            // the poll.
+            Polled::Event(answer) if answer.node.modified_index <= answer.etcd_index => {
+                Probed::Missed(Box::new(answer))
+            }
+            // A change after etcd registered the poll: nothing was pending
+            // up to its index, and a live stream brings this one too.
+            Polled::Event(answer) => Probed::Quiet {
+                etcd_index: answer.etcd_index,
+            },
             Polled::Nothing { etcd_index } => Probed::Quiet { etcd_index },
         })
     }
