@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # The benchmark entry point:
-#   deploy/bench.sh            full: 10,000 units x 4 replicas, 3 cold/raw pairs,
+#   deploy/bench.sh            full: 10,000 units x 4 replicas through each fleet
+#                              API (v2, then v3), 1 v2 and 3 v3 cold/raw pairs,
 #                              1,000 latency samples (< 10 min)
-#   deploy/bench.sh --quick    small: 500 units, 1 pair, 100 samples (< 1 min once built)
+#   deploy/bench.sh --quick    small: v2 200 units, v3 500 units, 1 pair each,
+#                              100 samples (< 1 min once built)
 # Builds the release kaylee binary and the bench program
 # (deploy/bench/main.rs), which starts its own etcd (Debian's etcd-server,
-# /usr/bin/etcd, or $KAYLEE_BENCH_ETCD) and kaylee servers on loopback, and
-# prints one JSON object per line per scenario on stdout: machine, raw,
-# cold, memory, idle, latency, failover. Progress goes to stderr.
+# /usr/bin/etcd, or $KAYLEE_BENCH_ETCD, with --enable-v2) and kaylee servers
+# on loopback, and prints one JSON object per line per scenario on stdout:
+# machine; then raw, cold, memory, idle, latency, list and failover through
+# v2 and again through v3 (each with "fleet_api"); planner. Progress goes to
+# stderr.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

@@ -92,15 +92,28 @@ bench_out="$(mktemp)"
 trap 'rm -f "$bench_out"' EXIT
 # The bench's exit status is not the check: the lines are.
 deploy/bench.sh --quick | tee "$bench_out" || true
-for scenario in machine raw cold memory idle latency failover; do
-    line="$(grep "\"scenario\":\"$scenario\"" "$bench_out" || true)"
-    if [ -z "$line" ] || printf '%s' "$line" | grep -q '"error"'; then
-        echo "error: the benchmark printed no $scenario result: ${line:-nothing}" >&2
+line="$(grep '"scenario":"machine"' "$bench_out" || true)"
+if [ -z "$line" ]; then
+    echo "error: the benchmark printed no machine line" >&2
+    exit 1
+fi
+# Every scenario but the planner runs through both fleet APIs.
+for api in v2 v3; do
+    for scenario in raw cold memory idle latency list failover; do
+        line="$(grep "\"scenario\":\"$scenario\",\"fleet_api\":\"$api\"" "$bench_out" || true)"
+        if [ -z "$line" ] || printf '%s' "$line" | grep -q '"error"'; then
+            echo "error: the benchmark printed no $api $scenario result: ${line:-nothing}" >&2
+            exit 1
+        fi
+    done
+    if ! grep "\"scenario\":\"cold\",\"fleet_api\":\"$api\"" "$bench_out" | grep -q '"converged":true'; then
+        echo "error: the benchmark's $api cold start did not converge" >&2
         exit 1
     fi
 done
-if ! grep '"scenario":"cold"' "$bench_out" | grep -q '"converged":true'; then
-    echo "error: the benchmark's cold start did not converge" >&2
+line="$(grep '"scenario":"planner"' "$bench_out" || true)"
+if [ -z "$line" ] || printf '%s' "$line" | grep -q '"error"'; then
+    echo "error: the benchmark printed no planner result: ${line:-nothing}" >&2
     exit 1
 fi
 

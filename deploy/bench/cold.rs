@@ -1,11 +1,13 @@
 //! Cold start: N units already in `/kaylee/units`, no fleet jobs; a fresh
 //! server starts, becomes leader and writes every fleet job. Measured from
-//! the server's spawn to the last fleet key seen by a watch, exactly as the
-//! raw run is measured from its first write.
+//! the server's spawn to the last fleet key seen by a watch (through v2: to
+//! the last unit status, written after its fleet keys), exactly as the raw
+//! run is measured from its first write.
 
 use crate::raw::{self, Throughput};
 use crate::server::{Flags, Server};
 use crate::specs::BenchUnit;
+use crate::v2::Api;
 use crate::watch::{self, Watcher};
 use crate::{Bench, seed};
 use anyhow::Result;
@@ -30,14 +32,23 @@ pub async fn run(bench: &Bench, units: &[BenchUnit], flags: &Flags) -> Result<Co
     let client = &bench.client;
     seed::units(client, units).await?;
     let revision = watch::revision(client).await?;
-    let fleet = Watcher::start(client, &bench.fleet.prefix, revision, false).await?;
+    // Through v2: the statuses (see raw::wait_written_v2).
+    let watched = match bench.api {
+        Api::V3 => bench.fleet.prefix.clone(),
+        Api::V2 => raw::STATUS_PREFIX.to_string(),
+    };
+    let fleet = Watcher::start(client, &watched, revision, false).await?;
     let leaders = Watcher::start(client, "/kaylee/leader/", revision, true).await?;
     let jobs: usize = units.iter().map(|u| u.rendered.units.len()).sum();
 
     let start = raw::Start::now(bench).await?;
     let spawned = Instant::now();
     let server = Server::start(&bench.endpoint, "cold", flags)?;
-    let written = raw::wait_written(bench, &fleet, jobs, start, Duration::from_secs(900)).await?;
+    let limit = Duration::from_secs(900);
+    let written = match bench.api {
+        Api::V3 => raw::wait_written(bench, &fleet, jobs, start, limit).await?,
+        Api::V2 => raw::wait_written_v2(bench, &fleet, units.len(), jobs, start, limit).await?,
+    };
     // Read back rather than watched: a watch would load this etcd with
     // 10,000 events raw's does not send. Each unit's status is written
     // once at a cold start, so what is there is what was put.

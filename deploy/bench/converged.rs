@@ -1,25 +1,26 @@
 //! The scenarios on the cluster that cold start left converged: memory and
-//! idle CPU of its leader, change latency, then failover (which stops it).
+//! idle CPU of its leader, change latency, the listing a new leader makes,
+//! then failover (which stops it).
 
 use crate::cold::Cold;
 use crate::mode::Mode;
 use crate::server::Flags;
-use crate::{Bench, failover, latency, report, resources};
+use crate::{Bench, failover, latency, list, report, resources};
 use serde_json::json;
 
 /// Runs what `mode` wants; false when a scenario failed.
-pub async fn run(bench: &Bench, mode: &Mode, flags: &Flags, cold: Cold) -> bool {
+pub async fn run(bench: &Bench, mode: &Mode, units: usize, flags: &Flags, cold: Cold) -> bool {
     let Cold {
         written, server, ..
     } = cold;
     let mut ok = true;
-    if !["memory", "idle", "latency", "failover"]
+    if !["memory", "idle", "latency", "list", "failover"]
         .iter()
         .any(|s| mode.wants(s))
     {
         return ok;
     }
-    if let Err(e) = resources::settle(&bench.client, &server, mode.units).await {
+    if let Err(e) = resources::settle(&bench.client, &server, units).await {
         eprintln!("kaylee-bench: the leader did not settle: {e:#}");
         ok = false;
     }
@@ -27,7 +28,7 @@ pub async fn run(bench: &Bench, mode: &Mode, flags: &Flags, cold: Cold) -> bool 
         let memory = resources::memory(&server);
         ok &= report::line("memory", memory, |m| {
             json!({
-                "units": mode.units,
+                "units": units,
                 "fleet_jobs": written.jobs,
                 "peak_rss_mib": report::round1(m.peak_rss_mib),
                 "rss_mib": report::round1(m.rss_mib),
@@ -51,8 +52,8 @@ pub async fn run(bench: &Bench, mode: &Mode, flags: &Flags, cold: Cold) -> bool 
     if mode.wants("latency") {
         eprintln!("kaylee-bench: latency, {} changes", mode.samples);
         let lat = async {
-            let floor = latency::etcd_floor(bench, mode.units, mode.samples).await?;
-            Ok((latency::run(bench, mode.units, mode.samples).await?, floor))
+            let floor = latency::etcd_floor(bench, units, mode.samples).await?;
+            Ok((latency::run(bench, units, mode.samples).await?, floor))
         }
         .await;
         ok &= report::line("latency", lat, |(l, floor)| {
@@ -71,12 +72,24 @@ pub async fn run(bench: &Bench, mode: &Mode, flags: &Flags, cold: Cold) -> bool 
         })
         .is_some();
     }
+    if mode.wants("list") {
+        eprintln!("kaylee-bench: list");
+        ok &= report::line("list", list::run(bench).await, |l| {
+            json!({
+                "units": units,
+                "fleet_jobs": l.jobs,
+                "kept_keys": l.kept,
+                "seconds": report::round3(l.seconds),
+            })
+        })
+        .is_some();
+    }
     if mode.wants("failover") {
         eprintln!("kaylee-bench: failover");
-        let fo = failover::run(bench, server, mode.units, flags).await;
+        let fo = failover::run(bench, server, units, flags).await;
         ok &= report::line("failover", fo, |(term, kill)| {
             json!({
-                "units": mode.units,
+                "units": units,
                 "lease_ttl_s": flags.lease_ttl_s,
                 "sigterm": report::takeover(term),
                 "sigkill": report::takeover(kill),

@@ -1,7 +1,8 @@
 //! A single-member etcd of the bench's own: Debian's `etcd-server`
 //! (`/usr/bin/etcd`, or `$KAYLEE_BENCH_ETCD`), loopback ports, a temporary
-//! data directory, default settings otherwise (fsync on), so that raw and
-//! Kaylee runs see the same etcd.
+//! data directory, default settings otherwise (fsync on) and the v2 API on
+//! (`--enable-v2=true`, as fleet needs; for runs of both APIs), so that raw
+//! and Kaylee runs see the same etcd.
 
 use crate::procs;
 use anyhow::{Context, Result, bail};
@@ -62,7 +63,8 @@ impl Etcd {
             .args(["--initial-advertise-peer-urls", &peer])
             .args(["--initial-cluster", &format!("{name}={peer}")])
             .args(["--initial-cluster-token", &name])
-            .args(["--logger=zap", "--log-outputs=stderr", "--log-level=warn"]);
+            .args(["--logger=zap", "--log-outputs=stderr", "--log-level=warn"])
+            .arg("--enable-v2=true");
         let child = procs::spawn(&mut cmd, log)?;
         let mut etcd = Etcd { child, port, dir };
         etcd.wait_ready().await?;

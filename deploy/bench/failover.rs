@@ -78,7 +78,7 @@ async fn takeover(
     let client = &bench.client;
     let unit = specs::unit(unit_index, VERSION)?;
     let names = specs::fleet_names(&unit.rendered);
-    let watcher = Watcher::from_now(client, &bench.fleet.prefix).await?;
+    let watcher = Watcher::fleet(bench, &bench.fleet.prefix).await?;
     let limit = Duration::from_secs(flags.lease_ttl_s + 60);
     let port = standby.port();
 

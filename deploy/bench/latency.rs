@@ -3,9 +3,10 @@
 //! job of its new spec (the surge unit of the rolling update).
 
 use crate::specs;
+use crate::v2::Api;
 use crate::watch::Watcher;
 use crate::{Bench, seed};
-use anyhow::Result;
+use anyhow::{Result, bail};
 use etcd_client::{Compare, CompareOp, DeleteOptions, Txn, TxnOp};
 use kaylee_controllers::fleet::create_records;
 use kaylee_controllers::keys::FleetKeys;
@@ -18,13 +19,14 @@ const PER_SAMPLE_LIMIT: Duration = Duration::from_secs(30);
 
 /// The same path without Kaylee, as `raw` is for throughput: the bench puts
 /// the unit's new spec, then at once writes its first new fleet unit's
-/// records in one fenced transaction (as Kaylee would), and waits for the
+/// records (v3: in one fenced transaction, as Kaylee would; v2: the way
+/// Kaylee puts them, through the bench's own v2 client), and waits for the
 /// watch event of the job. Under its own prefix, so Kaylee sees none of it.
 pub async fn etcd_floor(bench: &Bench, units: usize, samples: usize) -> Result<Latency> {
     const FLOOR: &str = "/bench/floor/";
     let client = &bench.client;
     let fleet = FleetKeys::new(&format!("{FLOOR}fleet/"), "k");
-    let watcher = Watcher::from_now(client, &fleet.prefix).await?;
+    let watcher = Watcher::fleet(bench, &fleet.prefix).await?;
     let mut kv = client.kv_client();
     let fence_key = format!("{FLOOR}leader");
     let fence = kv.put(fence_key.clone(), "floor", None).await?;
@@ -38,11 +40,10 @@ pub async fn etcd_floor(bench: &Bench, units: usize, samples: usize) -> Result<L
             continue;
         };
         let name = first.name.to_name();
-        let ops: Vec<TxnOp> = create_records(&name, &first.text)
+        let records: Vec<(String, String)> = create_records(&name, &first.text)
             .into_iter()
-            .map(|r| TxnOp::put(fleet.absolute(&r.key), r.value, None))
+            .map(|r| (fleet.absolute(&r.key), r.value))
             .collect();
-        let guard = Compare::create_revision(fence_key.clone(), CompareOp::Equal, fence_rev);
         let sent = Instant::now();
         kv.put(
             format!("{FLOOR}units/{}", unit.name),
@@ -50,7 +51,31 @@ pub async fn etcd_floor(bench: &Bench, units: usize, samples: usize) -> Result<L
             None,
         )
         .await?;
-        kv.txn(Txn::new().when([guard]).and_then(ops)).await?;
+        match bench.api {
+            Api::V3 => {
+                let guard =
+                    Compare::create_revision(fence_key.clone(), CompareOp::Equal, fence_rev);
+                let ops: Vec<TxnOp> = records
+                    .into_iter()
+                    .map(|(k, v)| TxnOp::put(k, v, None))
+                    .collect();
+                kv.txn(Txn::new().when([guard]).and_then(ops)).await?;
+            }
+            // As Kaylee writes a job over v2: `unit/` (create-only) and
+            // `target-state` at once, then `object`.
+            Api::V2 => {
+                let [unit_rec, object, state] = &records[..] else {
+                    bail!("a create is three records");
+                };
+                let (a, b) = futures::join!(
+                    bench.v2.put(&unit_rec.0, &unit_rec.1, true),
+                    bench.v2.put(&state.0, &state.1, false)
+                );
+                a?;
+                b?;
+                bench.v2.put(&object.0, &object.1, false).await?;
+            }
+        }
         let seen = watcher
             .wait(&name, PER_SAMPLE_LIMIT, |s| s.jobs.get(&name).copied())
             .await?;
@@ -72,7 +97,7 @@ pub struct Latency {
 
 pub async fn run(bench: &Bench, units: usize, samples: usize) -> Result<Latency> {
     let client = &bench.client;
-    let watcher = Watcher::from_now(client, &bench.fleet.prefix).await?;
+    let watcher = Watcher::fleet(bench, &bench.fleet.prefix).await?;
     // Spread over the keyspace, every unit at most once.
     let stride = (units / samples.max(1)).max(1);
     let mut ms = Vec::with_capacity(samples);

@@ -1,14 +1,28 @@
 //! What a run measures, from the command line: `--quick` for CI, else the
-//! full size. `--units`, `--pairs`, `--samples`, `--idle-secs` and `--only raw,cold,…`
-//! (cold always runs: the rest needs its cluster) are for experiments;
-//! cargo's `--bench` is ignored.
+//! full size. `--units`, `--v2-units`, `--v2-concurrency 16,64`, `--pairs`, `--v2-pairs`, `--samples`,
+//! `--idle-secs`, `--api v2,v3` and `--only raw,cold,…` (cold always runs:
+//! the rest needs its cluster) are for experiments; cargo's `--bench` is
+//! ignored.
 
-use anyhow::{Result, anyhow};
+use crate::v2::Api;
+use anyhow::{Result, anyhow, bail};
 use std::time::Duration;
 
 pub struct Mode {
     pub quick: bool,
+    /// Units of v3 runs.
     pub units: usize,
+    /// Units of v2 runs: each v2 write is a request, so quick mode writes
+    /// fewer.
+    pub v2_units: usize,
+    /// cold/raw pairs of v2 runs (the v2 raw tries several concurrencies).
+    pub v2_pairs: usize,
+    /// Requests in flight the v2 raw tries.
+    pub v2_concurrencies: Vec<usize>,
+    /// Units the v2 raw tries each concurrency on (then all at the best).
+    pub v2_probe_units: usize,
+    /// The APIs to run, in order.
+    pub apis: Vec<Api>,
     pub samples: usize,
     /// cold/raw pairs (see pairs.rs).
     pub pairs: usize,
@@ -31,9 +45,35 @@ impl Mode {
         let number = |flag: &str| -> Result<Option<u64>> {
             value(flag).map(|v| Ok(v?.parse()?)).transpose()
         };
+        let units = number("--units")?.map_or(if quick { 500 } else { 10_000 }, |n| n as usize);
+        let apis = match value("--api").transpose()? {
+            None => vec![Api::V2, Api::V3],
+            Some(list) => list
+                .split(',')
+                .map(|a| match a {
+                    "v2" => Ok(Api::V2),
+                    "v3" => Ok(Api::V3),
+                    other => Err(anyhow!("--api: no API {other:?} (v2, v3)")),
+                })
+                .collect::<Result<_>>()?,
+        };
+        if apis.is_empty() {
+            bail!("--api needs v2, v3 or both");
+        }
         Ok(Mode {
             quick,
-            units: number("--units")?.map_or(if quick { 500 } else { 10_000 }, |n| n as usize),
+            units,
+            v2_units: number("--v2-units")?.map_or(if quick { 200 } else { units }, |n| n as usize),
+            v2_pairs: number("--v2-pairs")?.map_or(1, |n| n.max(1) as usize),
+            v2_concurrencies: match value("--v2-concurrency").transpose()? {
+                Some(list) => list
+                    .split(',')
+                    .map(|c| Ok(c.parse::<usize>()?.max(1)))
+                    .collect::<Result<_>>()?,
+                None => vec![16, 32, 64, 128],
+            },
+            v2_probe_units: if quick { 200 } else { 2_000 },
+            apis,
             pairs: number("--pairs")?.map_or(if quick { 1 } else { 3 }, |n| n.max(1) as usize),
             samples: number("--samples")?.map_or(if quick { 100 } else { 1_000 }, |n| n as usize),
             idle: Duration::from_secs(number("--idle-secs")?.unwrap_or(if quick {
@@ -53,6 +93,20 @@ impl Mode {
         self.only
             .as_ref()
             .is_none_or(|o| o.iter().any(|s| s == scenario))
+    }
+
+    pub fn units_for(&self, api: Api) -> usize {
+        match api {
+            Api::V2 => self.v2_units,
+            Api::V3 => self.units,
+        }
+    }
+
+    pub fn pairs_for(&self, api: Api) -> usize {
+        match api {
+            Api::V2 => self.v2_pairs,
+            Api::V3 => self.pairs,
+        }
     }
 
     pub fn name(&self) -> &'static str {

@@ -9,9 +9,10 @@ use crate::mode::Mode;
 use crate::raw::{self, Throughput};
 use crate::server::Flags;
 use crate::specs::{self, BenchUnit};
+use crate::v2::Api;
 use crate::{Bench, MAX_TXN_OPS, report, seed};
 use anyhow::{Result, anyhow};
-use serde_json::json;
+use serde_json::{Value, json};
 use std::collections::HashMap;
 
 /// What one pair measured.
@@ -19,8 +20,9 @@ struct Pair {
     cold: Throughput,
     leader_s: f64,
     kaylee_cpu_s: f64,
-    /// With statuses, and fleet only; `None` when raw was not run.
-    raw: Option<(Throughput, Throughput)>,
+    /// With statuses, and what else its line shows; `None` when raw was
+    /// not run.
+    raw: Option<(Throughput, Value)>,
 }
 
 impl Pair {
@@ -43,12 +45,13 @@ pub async fn run(mode: &Mode, units: &[BenchUnit], flags: &Flags) -> Option<Ran>
     let mut pairs = Vec::new();
     let mut last = None;
     let mut raw_ok = true;
-    for round in 1..=mode.pairs {
+    let (api, count) = (flags.api, mode.pairs_for(flags.api));
+    for round in 1..=count {
         // The pair before stops first: its idle server would be noise.
         drop(last.take());
-        eprintln!("kaylee-bench: cold ({round}/{})", mode.pairs);
+        eprintln!("kaylee-bench: {} cold ({round}/{count})", api.name());
         let started = async {
-            let bench = Bench::start("kaylee").await?;
+            let bench = Bench::start("kaylee", api).await?;
             let cold = cold::run(&bench, units, flags).await?;
             anyhow::Ok((bench, cold))
         }
@@ -62,8 +65,12 @@ pub async fn run(mode: &Mode, units: &[BenchUnit], flags: &Flags) -> Option<Ran>
             }
         };
         let raw = if mode.wants("raw") {
-            eprintln!("kaylee-bench: raw ({round}/{})", mode.pairs);
-            match raw_pair(units, &cold.statuses).await {
+            eprintln!("kaylee-bench: {} raw ({round}/{count})", api.name());
+            let raw = match api {
+                Api::V3 => raw_pair(units, &cold.statuses).await,
+                Api::V2 => raw_v2(mode, units, &cold.statuses).await,
+            };
+            match raw {
                 Ok(r) => Some(r),
                 Err(e) => {
                     report::line::<()>("raw", Err(e), |_| json!({}));
@@ -97,10 +104,40 @@ pub async fn run(mode: &Mode, units: &[BenchUnit], flags: &Flags) -> Option<Ran>
 async fn raw_pair(
     units: &[BenchUnit],
     statuses: &HashMap<String, Vec<(String, String)>>,
-) -> Result<(Throughput, Throughput)> {
+) -> Result<(Throughput, Value)> {
     let with_statuses = raw_run(units, Some(statuses)).await?;
     let fleet_only = raw_run(units, None).await?;
-    Ok((with_statuses, fleet_only))
+    Ok((
+        with_statuses,
+        json!({
+            "concurrency": raw::CONCURRENCY,
+            "max_txn_ops": MAX_TXN_OPS,
+            "fleet_only": report::throughput(&fleet_only, json!({})),
+        }),
+    ))
+}
+
+/// The v2 ceiling at the best concurrency found.
+async fn raw_v2(
+    mode: &Mode,
+    units: &[BenchUnit],
+    statuses: &HashMap<String, Vec<(String, String)>>,
+) -> Result<(Throughput, Value)> {
+    let found = raw::best_v2(units, statuses, &mode.v2_concurrencies, mode.v2_probe_units).await?;
+    let tried: serde_json::Map<String, Value> = found
+        .tried
+        .iter()
+        .map(|(c, kps)| (c.to_string(), json!(kps.round())))
+        .collect();
+    Ok((
+        found.best,
+        json!({
+            "concurrency": found.concurrency,
+            "tried_all_keys_per_s": tried,
+            "probe_units": found.probe_units,
+            "status_max_txn_ops": MAX_TXN_OPS,
+        }),
+    ))
 }
 
 /// The raw scenario on a fresh etcd holding the same units.
@@ -108,7 +145,7 @@ async fn raw_run(
     units: &[BenchUnit],
     statuses: Option<&HashMap<String, Vec<(String, String)>>>,
 ) -> Result<Throughput> {
-    let bench = Bench::start("raw").await?;
+    let bench = Bench::start("raw", Api::V3).await?;
     seed::units(&bench.client, units).await?;
     raw::run(&bench, units, statuses, MAX_TXN_OPS).await
 }
@@ -129,21 +166,18 @@ fn report_median(pairs: &[Pair], units: &[BenchUnit], flags: &Flags) {
         .collect();
     let raw = median.raw.as_ref().ok_or_else(|| anyhow!("not run"));
     let raw = match raw {
-        Ok(r) => report::line("raw", Ok(r), |(r, fleet_only)| {
-            report::throughput(
-                r,
-                json!({
-                    "concurrency": raw::CONCURRENCY,
-                    "max_txn_ops": MAX_TXN_OPS,
-                    "fleet_only": report::throughput(fleet_only, json!({})),
-                }),
-            )
+        Ok(r) => report::line("raw", Ok(r), |(r, extra)| {
+            report::throughput(r, extra.clone())
         }),
         // Already reported (failed), or not wanted.
         Err(_) => None,
     };
     let c = &median.cold;
-    let fleet_only_ratio = raw.map(|(_, f)| report::round3(c.keys_per_s() / f.keys_per_s()));
+    let fleet_only_ratio = raw
+        .and_then(|(_, extra)| extra.get("fleet_only"))
+        .and_then(|f| f.get("keys_per_s"))
+        .and_then(Value::as_f64)
+        .map(|f| report::round3(c.keys_per_s() / f));
     report::line("cold", Ok(c), |c| {
         report::throughput(
             c,
@@ -156,7 +190,6 @@ fn report_median(pairs: &[Pair], units: &[BenchUnit], flags: &Flags) {
                 "kaylee_cpu_s": report::round3(median.kaylee_cpu_s),
                 "converged": c.jobs == units.len() * specs::REPLICAS as usize,
                 "workers": flags.effective_workers(),
-                "fleet_api": flags.fleet_api(),
             }),
         )
     });

@@ -1,15 +1,27 @@
 //! The bench's output: one JSON object per line on stdout, one line per
 //! scenario (or a line with `error` when it failed), so scripts can read
-//! each scenario with a line filter.
+//! each scenario with a line filter. Lines of a run through one fleet API
+//! carry `fleet_api` (`v2`, `v3`).
 
 use crate::failover::Takeover;
 use crate::raw::Throughput;
 use crate::server::Flags;
 use serde_json::{Value, json};
 use std::io::Write;
+use std::sync::Mutex;
+
+static API: Mutex<Option<&'static str>> = Mutex::new(None);
+
+/// Labels the lines printed from now on with `fleet_api` (none: unlabelled).
+pub fn set_api(api: Option<&'static str>) {
+    *API.lock().unwrap_or_else(|p| p.into_inner()) = api;
+}
 
 fn print(fields: Value, scenario: &str) {
     let mut line = json!({ "scenario": scenario });
+    if let Some(api) = *API.lock().unwrap_or_else(|p| p.into_inner()) {
+        line["fleet_api"] = json!(api);
+    }
     if let (Value::Object(map), Value::Object(fields)) = (&mut line, fields) {
         map.extend(fields);
     }
@@ -40,7 +52,7 @@ pub fn skipped(scenario: &str, why: &str) {
     print(json!({ "error": format!("not run: {why}") }), scenario);
 }
 
-pub fn machine(mode: &str, units: usize, flags: &Flags) {
+pub fn machine(mode: &str, units: usize, v2_units: usize, flags: &Flags) {
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
     let ram_mib = meminfo
@@ -63,6 +75,7 @@ pub fn machine(mode: &str, units: usize, flags: &Flags) {
             "etcd_version": crate::etcd::version(),
             "mode": mode,
             "units": units,
+            "v2_units": v2_units,
             "replicas": crate::specs::REPLICAS,
             "max_txn_ops": flags.max_txn_ops,
         }),
@@ -84,6 +97,9 @@ pub fn throughput(t: &Throughput, extra: Value) -> Value {
         "etcd_cpu_s": round3(t.etcd_cpu_s),
         "etcd_txns": t.etcd_txns,
     });
+    if t.v2_writes != 0 {
+        v["v2_writes"] = json!(t.v2_writes);
+    }
     if let (Value::Object(map), Value::Object(more)) = (&mut v, extra) {
         map.extend(more);
     }

@@ -2,6 +2,7 @@
 //! them: peak memory and CPU time.
 
 use crate::procs;
+use crate::v2::Api;
 use anyhow::{Context, Result, bail};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -21,11 +22,11 @@ pub fn binary() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_kaylee")))
 }
 
-/// Flags every bench server gets. The comparison is with raw v3
-/// transactions, so fleet's records are written through the v3 API where
-/// the binary lets one choose (`--fleet-etcd-api`).
+/// Flags every bench server gets; fleet's records go through `api`
+/// (`--fleet-etcd-api`, where the binary lets one choose).
 #[derive(Debug, Clone)]
 pub struct Flags {
+    pub api: Api,
     pub lease_ttl_s: u64,
     /// `--workers` when set by `$KAYLEE_BENCH_WORKERS`, else the default.
     pub workers: Option<usize>,
@@ -52,6 +53,7 @@ impl Flags {
             .and_then(|(_, rest)| rest.split(']').next())
             .and_then(|n| n.trim().parse().ok());
         Ok(Flags {
+            api: Api::V3,
             lease_ttl_s,
             workers,
             default_workers,
@@ -65,12 +67,17 @@ impl Flags {
         self.workers.or(self.default_workers)
     }
 
-    pub fn fleet_api(&self) -> &'static str {
-        if self.v3_flag {
-            "v3 (--fleet-etcd-api v3)"
-        } else {
-            "v3 (only backend)"
+    /// The same flags, writing fleet's registry through `api`.
+    pub fn for_api(&self, api: Api) -> Flags {
+        Flags {
+            api,
+            ..self.clone()
         }
+    }
+
+    /// Whether the binary can write through `api`.
+    pub fn supports(&self, api: Api) -> bool {
+        self.v3_flag || api == Api::V3
     }
 }
 
@@ -102,7 +109,7 @@ impl Server {
             cmd.args(["--workers", &w.to_string()]);
         }
         if flags.v3_flag {
-            cmd.args(["--fleet-etcd-api", "v3"]);
+            cmd.args(["--fleet-etcd-api", flags.api.name()]);
         }
         // The production default; `KAYLEE_BENCH_LOG` to look closer.
         cmd.env(

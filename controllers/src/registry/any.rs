@@ -93,7 +93,13 @@ impl AnyRegistry {
             FleetApi::V2 => {
                 let v2 = V2Client::new(config)?;
                 v2.check_enabled().await?;
-                AnyRegistry::V2(V2Registry::new(v2, client, config.clone(), keys))
+                AnyRegistry::V2(V2Registry::new(
+                    v2,
+                    client,
+                    config.clone(),
+                    keys,
+                    max_txn_ops,
+                ))
             }
         })
     }
@@ -152,6 +158,13 @@ impl FleetRegistry for AnyRegistry {
         match self {
             AnyRegistry::V2(r) => AnySource::V2(r.source(prefix)),
             AnyRegistry::V3(r) => AnySource::V3(Box::new(r.source(prefix))),
+        }
+    }
+
+    fn batch_weight(&self, max_txn_ops: usize) -> usize {
+        match self {
+            AnyRegistry::V2(r) => r.batch_weight(max_txn_ops),
+            AnyRegistry::V3(r) => r.batch_weight(max_txn_ops),
         }
     }
 

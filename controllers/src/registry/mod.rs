@@ -8,10 +8,11 @@ mod any;
 pub(crate) mod memory;
 mod txn;
 mod v2;
+mod v2_fence;
 mod v3;
 
 pub use any::{AnyPrepared, AnyRegistry, AnySource, FleetApi};
-pub use v2::V2Registry;
+pub use v2::{FENCE_FRESH, MAX_IN_FLIGHT, V2Registry};
 pub use v3::{DEFAULT_MAX_TXN_OPS, V3Batch, V3Registry};
 
 use crate::etcd::EtcdError;
@@ -82,6 +83,9 @@ pub enum ApplyError {
     /// registry (a bug in the caller, refused rather than sent).
     #[error("a batch prepared for one fleet API was sent through the other")]
     WrongApi,
+    /// The registry is shutting down (its request slots are closed).
+    #[error("the fleet writer stopped")]
+    WriterStopped,
 }
 
 /// fleet's registry through one etcd API: where to watch jobs and states,
@@ -105,13 +109,19 @@ pub trait FleetRegistry: Send + Sync + 'static {
     /// Writes `ops` only while `fence` holds. Through v3 each op is atomic
     /// and as many ops as fit go in one transaction; through v2 (no
     /// transactions) a job's object is written last, so a job is never seen
-    /// half made, and leadership is checked before the writes.
+    /// half made, and each request waits for a fresh leadership check.
     fn apply(
         &self,
         ops: Vec<Write>,
         fence: &Fence,
     ) -> impl Future<Output = Result<(), ApplyError>> + Send {
         self.commit(self.prepare(ops), fence)
+    }
+    /// How much (in etcd operations: a create 3, any other op 1) the writer
+    /// may put in one batch: one transaction's worth (`max_txn_ops`) by
+    /// default; more where a batch is not one transaction (v2).
+    fn batch_weight(&self, max_txn_ops: usize) -> usize {
+        max_txn_ops
     }
     /// The CPU half of [`FleetRegistry::apply`]: `ops` as requests, built
     /// while the previous batch is on the wire.

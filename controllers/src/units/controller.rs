@@ -143,7 +143,8 @@ impl<R: FleetRegistry> UnitsController<R> {
         let keys = KayleeKeys::new(&etcd.prefix);
         let fleet = registry.keys().clone();
         let registry = Arc::new(registry);
-        let writes = writer(registry.clone(), fence.clone(), config.max_txn_ops);
+        let batch = registry.batch_weight(config.max_txn_ops);
+        let writes = writer(registry.clone(), fence.clone(), batch);
         let statuses = Statuses::new(&etcd, writes);
         let history = HistoryBook::new(keys.clone(), config.history_limit);
         let dir = |d: String| move |k: &str| KayleeKeys::name_in(&d, k).map(str::to_string);

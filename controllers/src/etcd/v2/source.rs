@@ -1,19 +1,37 @@
 //! An informer source over etcd's v2 keys API: list = a recursive GET of
-//! the directory holding the prefix, watch = long polls on that directory,
-//! one event per poll. Only keys starting with the prefix get through.
+//! the directory holding the prefix, parsed as it streams in and keeping
+//! only what the cache will (`V2Client::list_leaves`), watch = one streaming watch of that
+//! directory (`wait=true&stream=true`: etcd keeps the connection and sends
+//! every event), reopened where it stopped when etcd ends it; a watch that
+//! etcd serves from its history brings one event only, so filling a gap is
+//! a long poll per event until the watch is live again. Only keys starting
+//! with the prefix get through.
 
-use crate::etcd::v2::{Answer, Polled, V2Client, V2Error, code};
+use crate::etcd::v2::{Answer, Leaf, Probed, Streamed, V2Client, V2Error, WatchStream, code};
 use crate::runtime::{EventStream, Item, Keep, Listing, Source, SourceError, WatchEvent};
 use std::time::Duration;
 
-/// How long one long poll may stay open. etcd itself never ends an idle
-/// poll, so without this a hung etcd (connection up, nothing answering)
-/// would hold the watch forever. It is long because a re-poll can only
-/// start from the index the idle poll began at: if etcd's whole v2 store
-/// (fleet's agents included) saw more than 1000 changes meanwhile, that
-/// index is cleared and the informer relists — correct, but a full read.
-/// A leader notices a hung etcd sooner anyway, through its lease.
-pub const POLL_WINDOW: Duration = Duration::from_secs(300);
+/// The longest a watch may bring nothing before it is probed. etcd drops a
+/// streaming watcher that falls 100 events behind *without ending the
+/// stream* (the connection stays open, silent), and a hung etcd looks the
+/// same; so a silent stream is probed ([`V2Client::probe`]): a long poll
+/// from the next index. If etcd has an event the stream did not bring, the
+/// stream is reopened from there; if not, nothing under the directory
+/// changed up to the probe's index, and the watch goes on from past it (so
+/// an idle watch never falls out of v2's 1000-event history). The first
+/// probe comes [`PROBE_AFTER`] after the last event, each next one after
+/// twice as long, up to this.
+pub const POLL_WINDOW: Duration = Duration::from_secs(5);
+
+/// Silence before the first probe after an event.
+pub const PROBE_AFTER: Duration = Duration::from_millis(50);
+
+/// How long a probe listens once etcd has accepted it, at least. etcd
+/// answers from its history at once (the event is queued before the
+/// response starts), so a probe that brings nothing for this long was
+/// registered: nothing under the directory changed up to its index. The
+/// listening costs nothing: a change meanwhile ends the probe at once.
+const PROBE_LISTEN: Duration = Duration::from_secs(1);
 
 #[derive(Clone)]
 pub struct V2Prefix {
@@ -40,7 +58,7 @@ impl V2Prefix {
         }
     }
 
-    /// A shorter poll window (tests).
+    /// A shorter longest silence before a probe (tests).
     pub fn with_poll_window(mut self, window: Duration) -> Self {
         self.poll_window = window;
         self
@@ -95,12 +113,112 @@ struct Watching {
     source: V2Prefix,
     /// The next index to wait for.
     next: i64,
+    /// The open watch, if any, and whether it has brought an event.
+    open: Option<(WatchStream, bool)>,
+    /// Silence before the next probe.
+    quiet: Duration,
+}
+
+impl Watching {
+    /// The next events under the prefix; `Err` ends the watch.
+    async fn events(&mut self) -> Result<Vec<WatchEvent>, SourceError> {
+        loop {
+            let (stream, brought) = match &mut self.open {
+                Some(open) => open,
+                None => {
+                    let stream = self
+                        .source
+                        .client
+                        .stream(&self.source.dir, self.next)
+                        .await
+                        .map_err(source_error)?;
+                    self.open.insert((stream, false))
+                }
+            };
+            match stream.next(self.quiet).await {
+                Ok(Streamed::Event(answer)) => {
+                    self.quiet = PROBE_AFTER.min(self.source.poll_window);
+                    let index = answer.node.modified_index;
+                    // Events come in index order; never wait twice for one.
+                    self.next = (self.next + 1).max(index + 1);
+                    *brought = true;
+                    if index <= stream.start_index {
+                        // From etcd's history: the only event this watch
+                        // will bring. The next one starts after it.
+                        self.open = None;
+                    }
+                    let events = events_of(&answer, &self.source.prefix);
+                    if !events.is_empty() {
+                        return Ok(events);
+                    }
+                }
+                // Silent: dropped by etcd, or just quiet? A probe tells.
+                Ok(Streamed::Idle) => {
+                    let probed = self
+                        .source
+                        .client
+                        .probe(&self.source.dir, self.next, PROBE_LISTEN.max(self.quiet))
+                        .await
+                        .map_err(source_error)?;
+                    match probed {
+                        // Reopened from the next index, the watch brings it.
+                        Probed::Missed(_) => {
+                            tracing::debug!(
+                                dir = %self.source.dir,
+                                next = self.next,
+                                "v2 watch stream fell silent with events pending; reopening"
+                            );
+                            self.open = None;
+                        }
+                        Probed::Quiet { etcd_index } => {
+                            self.next = self.next.max(etcd_index + 1);
+                            self.quiet = (self.quiet * 2).min(self.source.poll_window);
+                        }
+                    }
+                }
+                // etcd drops a watcher that falls 100 events behind, after
+                // sending what it had: go on from the next index.
+                Ok(Streamed::Ended) if *brought => self.open = None,
+                Ok(Streamed::Ended) => {
+                    return Err(SourceError::Canceled(format!(
+                        "etcd ended the watch of {} without an event",
+                        self.source.dir
+                    )));
+                }
+                Err(e) => return Err(source_error(e)),
+            }
+        }
+    }
+}
+
+fn source_error(e: V2Error) -> SourceError {
+    if e.code() == Some(code::EVENT_INDEX_CLEARED) {
+        SourceError::Compacted
+    } else {
+        failed(e)
+    }
 }
 
 impl Source for V2Prefix {
     async fn list_keeping(&self, keep: &Keep<'_>) -> Result<Listing, SourceError> {
-        let answer = match self.client.get(&self.dir, true).await {
-            Ok(answer) => answer,
+        let mut items: Vec<Item> = Vec::new();
+        // Read as it arrives, keeping only what `keep` accepts.
+        let keep_leaves = |leaves: Vec<Leaf>| {
+            items.extend(leaves.into_iter().filter_map(|n| {
+                let value = n.value.unwrap_or_default().into_bytes();
+                keep(&n.key, &value).then_some(Item {
+                    key: n.key,
+                    value,
+                    revision: n.modified_index,
+                })
+            }));
+        };
+        let revision = match self
+            .client
+            .list_leaves(&self.dir, &self.prefix, keep_leaves)
+            .await
+        {
+            Ok(index) => index,
             // No directory yet: nothing listed, as of etcd's current index.
             Err(V2Error::Etcd { failure, .. }) if failure.code == code::KEY_NOT_FOUND => {
                 return Ok(Listing {
@@ -110,60 +228,25 @@ impl Source for V2Prefix {
             }
             Err(e) => return Err(failed(e)),
         };
-        let mut items: Vec<Item> = answer
-            .node
-            .leaves()
-            .into_iter()
-            .filter(|n| {
-                n.key.starts_with(&self.prefix)
-                    && keep(&n.key, n.value.as_deref().unwrap_or_default().as_bytes())
-            })
-            .map(|n| Item {
-                key: n.key.clone(),
-                value: n.value.clone().unwrap_or_default().into_bytes(),
-                revision: n.modified_index,
-            })
-            .collect();
         // etcd's v2 store returns a directory's children in Go map order,
         // a new one each time; key order, as v3 lists, keeps listings
         // comparable.
         items.sort_by(|a, b| a.key.cmp(&b.key));
-        Ok(Listing {
-            items,
-            revision: answer.etcd_index,
-        })
+        Ok(Listing { items, revision })
     }
 
     async fn watch(&self, revision: i64) -> Result<EventStream, SourceError> {
         let start = Watching {
             source: self.clone(),
             next: revision + 1,
+            open: None,
+            quiet: PROBE_AFTER.min(self.poll_window),
         };
         let stream = futures::stream::unfold(Some(start), |state| async move {
             let mut w = state?;
-            loop {
-                let polled = w
-                    .source
-                    .client
-                    .wait(&w.source.dir, w.next, w.source.poll_window)
-                    .await;
-                match polled {
-                    Ok(Polled::Event(answer)) => {
-                        // Events come in index order; never wait twice for one.
-                        w.next = (w.next + 1).max(answer.node.modified_index + 1);
-                        let events = events_of(&answer, &w.source.prefix);
-                        if !events.is_empty() {
-                            return Some((Ok(events), Some(w)));
-                        }
-                    }
-                    // Nothing under the directory changed up to the index
-                    // the poll started at, so later polls can start past it.
-                    Ok(Polled::Nothing { etcd_index }) => w.next = w.next.max(etcd_index + 1),
-                    Err(e) if e.code() == Some(code::EVENT_INDEX_CLEARED) => {
-                        return Some((Err(SourceError::Compacted), None));
-                    }
-                    Err(e) => return Some((Err(failed(e)), None)),
-                }
+            match w.events().await {
+                Ok(events) => Some((Ok(events), Some(w))),
+                Err(e) => Some((Err(e), None)),
             }
         });
         Ok(Box::pin(stream))
