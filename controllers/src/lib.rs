@@ -2,6 +2,8 @@
 //! controller runtime and the controllers. The `kaylee` binary is a thin CLI
 //! over this crate.
 
+#![warn(missing_docs)]
+
 pub mod client;
 pub mod cluster_config;
 pub mod etcd;

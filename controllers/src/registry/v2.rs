@@ -45,6 +45,8 @@ pub const MAX_IN_FLIGHT: usize = 64;
 /// transactions of at most `--max-txn-ops` operations.
 pub const MAX_BATCH_WEIGHT: usize = 1024;
 
+/// fleet's registry through etcd's v2 keys API (what fleet v1.0.0 reads),
+/// with Kaylee's own keys and the leadership check through v3.
 #[derive(Clone)]
 pub struct V2Registry {
     client: V2Client,
@@ -63,6 +65,7 @@ fn etcd(e: V2Error) -> ApplyError {
 }
 
 impl V2Registry {
+    /// A registry writing through `client`, fenced through `v3`.
     pub fn new(
         client: V2Client,
         v3: Client,

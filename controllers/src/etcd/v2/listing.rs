@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 /// One key (not directory) as listed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Leaf {
+    /// The absolute key.
     pub key: String,
     /// `None` for a key without a value field (never for fleet's keys).
     pub value: Option<String>,

@@ -21,6 +21,7 @@ pub use wire::{Answer, Body, EtcdFailure, Node, code};
 /// What a streaming watch ([`V2Client::stream`]) brought next.
 #[derive(Debug)]
 pub enum Streamed {
+    /// The first event under the key since the index probed.
     Event(Box<Answer>),
     /// Nothing within the window asked for; the stream is still open.
     Idle,
@@ -92,21 +93,27 @@ pub enum Probed {
     Missed(Box<Answer>),
     /// No event under the key from the index probed up to `etcd_index`
     /// (etcd registered the poll; a change after that may have ended it).
-    Quiet { etcd_index: i64 },
+    Quiet {
+        /// The store index the probe read up to.
+        etcd_index: i64,
+    },
 }
 
 /// What one long poll saw.
 #[derive(Debug)]
 pub enum Polled {
+    /// An event under the key.
     Event(Answer),
     /// No event within the poll window (or etcd ended the poll): nothing
     /// under the key changed up to `etcd_index`, the index the poll started at.
     Nothing {
+        /// The store index the poll started at.
         etcd_index: i64,
     },
 }
 
 #[derive(Clone)]
+/// A client of etcd's v2 keys API; cheap to clone (one shared connection pool).
 pub struct V2Client {
     inner: Arc<Inner>,
 }
@@ -139,6 +146,7 @@ fn truncated(bytes: &[u8]) -> String {
 }
 
 impl V2Client {
+    /// A client for `config`'s endpoints, TLS and credentials; fails on settings it cannot use.
     pub fn new(config: &EtcdConfig) -> Result<Self, V2Error> {
         if config.endpoints.is_empty() {
             return Err(V2Error::Config("no etcd endpoints given".into()));
@@ -402,6 +410,7 @@ impl V2Client {
         .await
     }
 
+    /// Deletes `key` (a directory and all below it with `recursive`).
     pub async fn delete(&self, key: &str, recursive: bool) -> Result<Answer, V2Error> {
         let query = if recursive {
             vec![("recursive", "true".to_string())]

@@ -33,6 +33,8 @@ pub const PROBE_AFTER: Duration = Duration::from_millis(50);
 /// listening costs nothing: a change meanwhile ends the probe at once.
 const PROBE_LISTEN: Duration = Duration::from_secs(1);
 
+/// Every key under an absolute v2 key prefix, as an informer source: listed
+/// recursively, watched through one streaming v2 watch of its directory.
 #[derive(Clone)]
 pub struct V2Prefix {
     client: V2Client,
@@ -44,6 +46,7 @@ pub struct V2Prefix {
 }
 
 impl V2Prefix {
+    /// The source of the keys under `prefix` (an absolute v2 key prefix).
     pub fn new(client: V2Client, prefix: impl Into<String>) -> Self {
         let prefix = prefix.into();
         let dir = match prefix.rsplit_once('/') {
