@@ -136,6 +136,22 @@ struct Request<'a> {
     value: Option<&'a str>,
 }
 
+/// A recursive v2 watch of `key` from `wait_index`: one long poll, or with
+/// `stream` a connection that carries every change until it is dropped.
+fn watch_request(key: &str, wait_index: i64, stream: bool) -> Request<'_> {
+    let mut query = vec![("wait", "true".into()), ("recursive", "true".into())];
+    if stream {
+        query.push(("stream", "true".into()));
+    }
+    query.push(("waitIndex", wait_index.to_string()));
+    Request {
+        method: Method::GET,
+        key,
+        query,
+        value: None,
+    }
+}
+
 fn truncated(bytes: &[u8]) -> String {
     let text = String::from_utf8_lossy(bytes);
     let text = text.trim();
@@ -438,16 +454,7 @@ impl V2Client {
         wait_index: i64,
         window: Duration,
     ) -> Result<Polled, V2Error> {
-        let req = Request {
-            method: Method::GET,
-            key,
-            query: vec![
-                ("wait", "true".into()),
-                ("recursive", "true".into()),
-                ("waitIndex", wait_index.to_string()),
-            ],
-            value: None,
-        };
+        let req = watch_request(key, wait_index, false);
         let what = format!("watch {key}");
         let (resp, endpoint) = self.send(&what, &req).await?;
         let status = resp.status().as_u16();
@@ -466,17 +473,7 @@ impl V2Client {
     /// ≥ `wait_index`. An error etcd answers at once (e.g.
     /// [`code::EVENT_INDEX_CLEARED`]) is returned here.
     pub async fn stream(&self, key: &str, wait_index: i64) -> Result<WatchStream, V2Error> {
-        let req = Request {
-            method: Method::GET,
-            key,
-            query: vec![
-                ("wait", "true".into()),
-                ("recursive", "true".into()),
-                ("stream", "true".into()),
-                ("waitIndex", wait_index.to_string()),
-            ],
-            value: None,
-        };
+        let req = watch_request(key, wait_index, true);
         let what = format!("watch {key}");
         let (resp, endpoint) = self.send(&what, &req).await?;
         let status = resp.status().as_u16();
