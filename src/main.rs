@@ -1,5 +1,6 @@
 //! `kaylee`: the CLI and the server in one binary.
 
+mod allocator;
 mod cli;
 mod commands;
 mod exporter;
@@ -13,15 +14,8 @@ use cli::{Cli, Command, LogFormat};
 use commands::Exit;
 use std::process::ExitCode;
 
-/// glibc's malloc took a third of the leader's CPU at cold start, much of it
-/// waiting on arena locks between worker threads; mimalloc's per-thread
-/// heaps do not contend. `no_thp`: mimalloc asks for transparent huge pages
-/// on its arenas by default, which took peak RSS at 10,000 units from 57 to
-/// 86 MiB.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
+    allocator::configure();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => return clap_exit(&e),
