@@ -2,8 +2,11 @@
 //! blocking thread while it streams in, and only the keys under a prefix
 //! come out, in batches. Neither the whole body (about 600 bytes per fleet
 //! job) nor a tree of it is ever held, so a new leader listing 40,000 jobs
-//! keeps only what its cache will.
+//! keeps only what its cache will. [`V2Client::list_leaves`] sends the
+//! request and feeds the parser.
 
+use super::{Request, V2Client, V2Error, etcd_index, interpret, truncated};
+use reqwest::Method;
 use serde::Deserializer as _;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use std::fmt;
@@ -80,7 +83,7 @@ impl Sink {
 
 /// Parses a v2 answer (`{"action":"get","node":{…}}`) from `rx`, sending
 /// every leaf under `prefix` to `tx`. Runs on a blocking thread.
-pub(super) fn parse(
+fn parse(
     rx: mpsc::Receiver<Vec<u8>>,
     prefix: String,
     tx: mpsc::Sender<Vec<Leaf>>,
@@ -212,6 +215,81 @@ impl<'de> Visitor<'de> for NodesSeed<'_> {
             .is_some()
         {}
         Ok(())
+    }
+}
+
+impl V2Client {
+    /// A recursive quorum `GET key` read as it streams in: every key (not
+    /// directory) under `prefix` goes to `on_leaves`, in batches, and
+    /// nothing else is kept. Returns etcd's index of the listing. The whole
+    /// listing must arrive within the request deadline.
+    pub async fn list_leaves(
+        &self,
+        key: &str,
+        prefix: &str,
+        mut on_leaves: impl FnMut(Vec<Leaf>) + Send,
+    ) -> Result<i64, V2Error> {
+        let what = format!("GET {key}");
+        let req = Request {
+            method: Method::GET,
+            key,
+            query: vec![
+                ("quorum", "true".to_string()),
+                ("recursive", "true".to_string()),
+            ],
+            value: None,
+        };
+        let (mut resp, endpoint) = self.send(&what, &req).await?;
+        let status = resp.status().as_u16();
+        let index = etcd_index(&resp);
+        if status >= 300 {
+            let bytes = tokio::time::timeout(self.inner.request_timeout, resp.bytes())
+                .await
+                .map_err(|_| self.timeout(&what))?
+                .map_err(|e| self.unreachable(&what, format!("{endpoint}: {e}")))?;
+            interpret(&what, &endpoint, status, index, &bytes)?;
+            return Err(V2Error::Protocol {
+                what,
+                endpoint,
+                status,
+                body: truncated(&bytes),
+            });
+        }
+        let (chunk_tx, chunk_rx) = tokio::sync::mpsc::channel::<Vec<u8>>(16);
+        let (leaf_tx, mut leaf_rx) = tokio::sync::mpsc::channel(4);
+        let prefix = prefix.to_string();
+        let parser = tokio::task::spawn_blocking(move || parse(chunk_rx, prefix, leaf_tx));
+        let pump = async move {
+            while let Some(chunk) = resp.chunk().await? {
+                if chunk_tx.send(chunk.to_vec()).await.is_err() {
+                    // The parser stopped early; it says why.
+                    break;
+                }
+            }
+            Ok::<(), reqwest::Error>(())
+        };
+        let collect = async {
+            while let Some(batch) = leaf_rx.recv().await {
+                on_leaves(batch);
+            }
+        };
+        let both = async { futures::join!(pump, collect).0 };
+        let pumped = tokio::time::timeout(self.inner.request_timeout, both).await;
+        let parsed = match pumped {
+            Err(_) => return Err(self.timeout(&what)),
+            Ok(Err(e)) => return Err(self.unreachable(&what, format!("{endpoint}: {e}"))),
+            Ok(Ok(())) => parser.await,
+        };
+        match parsed {
+            Ok(Ok(())) => Ok(index),
+            Ok(Err(body)) => Err(V2Error::Protocol {
+                what,
+                endpoint,
+                status,
+                body,
+            }),
+            Err(e) => Err(self.unreachable(&what, format!("listing parser: {e}"))),
+        }
     }
 }
 

@@ -6,6 +6,7 @@ mod error;
 mod listing;
 mod source;
 mod tls;
+mod watch;
 pub mod wire;
 
 use crate::etcd::EtcdConfig;
@@ -16,101 +17,8 @@ pub use source::V2Prefix;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
+pub use watch::{Polled, Probed, Streamed, WatchStream};
 pub use wire::{Answer, Body, EtcdFailure, Node, code};
-
-/// What a streaming watch ([`V2Client::stream`]) brought next.
-#[derive(Debug)]
-pub enum Streamed {
-    /// The first event under the key since the index probed.
-    Event(Box<Answer>),
-    /// Nothing within the window asked for; the stream is still open.
-    Idle,
-    /// etcd ended the stream (it does when the watcher falls 100 events
-    /// behind) or the connection closed.
-    Ended,
-}
-
-/// An open streaming watch: etcd's answer to `GET key?wait=true&stream=true`,
-/// one JSON event per line for as long as it keeps the connection.
-pub struct WatchStream {
-    resp: reqwest::Response,
-    endpoint: String,
-    what: String,
-    /// `X-Etcd-Index`: the store's index when the watch started. An event
-    /// at or below it came from etcd's history, and then that event is all
-    /// the stream will ever bring (etcd answers a watch it can serve from
-    /// history with that one event and never registers it).
-    pub start_index: i64,
-    buf: Vec<u8>,
-}
-
-impl WatchStream {
-    /// The next event, waiting at most `window` for more bytes.
-    pub async fn next(&mut self, window: Duration) -> Result<Streamed, V2Error> {
-        loop {
-            if let Some(end) = self.buf.iter().position(|b| *b == b'\n') {
-                let line: Vec<u8> = self.buf.drain(..=end).collect();
-                match wire::parse_body(&line, self.start_index) {
-                    Body::Empty => continue,
-                    Body::Answer(answer) => return Ok(Streamed::Event(Box::new(answer))),
-                    Body::Failure(failure) => {
-                        return Err(V2Error::Etcd {
-                            what: self.what.clone(),
-                            failure,
-                        });
-                    }
-                    Body::Foreign => {
-                        return Err(V2Error::Protocol {
-                            what: self.what.clone(),
-                            endpoint: self.endpoint.clone(),
-                            status: self.resp.status().as_u16(),
-                            body: truncated(&line),
-                        });
-                    }
-                }
-            }
-            match tokio::time::timeout(window, self.resp.chunk()).await {
-                Err(_) => return Ok(Streamed::Idle),
-                Ok(Ok(Some(chunk))) => self.buf.extend_from_slice(&chunk),
-                Ok(Ok(None)) => return Ok(Streamed::Ended),
-                Ok(Err(e)) => {
-                    return Err(V2Error::Unreachable {
-                        what: self.what.clone(),
-                        endpoints: self.endpoint.clone(),
-                        reason: e.to_string(),
-                    });
-                }
-            }
-        }
-    }
-}
-
-/// What a probe of a streaming watch ([`V2Client::probe`]) found.
-#[derive(Debug)]
-pub enum Probed {
-    /// etcd holds an event at or after the index probed: a stream that has
-    /// not brought it may have been dropped.
-    Missed(Box<Answer>),
-    /// No event under the key from the index probed up to `etcd_index`
-    /// (etcd registered the poll; a change after that may have ended it).
-    Quiet {
-        /// The store index the probe read up to.
-        etcd_index: i64,
-    },
-}
-
-/// What one long poll saw.
-#[derive(Debug)]
-pub enum Polled {
-    /// An event under the key.
-    Event(Answer),
-    /// No event within the poll window (or etcd ended the poll): nothing
-    /// under the key changed up to `etcd_index`, the index the poll started at.
-    Nothing {
-        /// The store index the poll started at.
-        etcd_index: i64,
-    },
-}
 
 #[derive(Clone)]
 /// A client of etcd's v2 keys API; cheap to clone (one shared connection pool).
@@ -134,22 +42,6 @@ struct Request<'a> {
     key: &'a str,
     query: Vec<(&'static str, String)>,
     value: Option<&'a str>,
-}
-
-/// A recursive v2 watch of `key` from `wait_index`: one long poll, or with
-/// `stream` a connection that carries every change until it is dropped.
-fn watch_request(key: &str, wait_index: i64, stream: bool) -> Request<'_> {
-    let mut query = vec![("wait", "true".into()), ("recursive", "true".into())];
-    if stream {
-        query.push(("stream", "true".into()));
-    }
-    query.push(("waitIndex", wait_index.to_string()));
-    Request {
-        method: Method::GET,
-        key,
-        query,
-        value: None,
-    }
 }
 
 fn truncated(bytes: &[u8]) -> String {
@@ -330,79 +222,6 @@ impl V2Client {
         .await
     }
 
-    /// A recursive quorum `GET key` read as it streams in: every key (not
-    /// directory) under `prefix` goes to `on_leaves`, in batches, and
-    /// nothing else is kept. Returns etcd's index of the listing. The whole
-    /// listing must arrive within the request deadline.
-    pub async fn list_leaves(
-        &self,
-        key: &str,
-        prefix: &str,
-        mut on_leaves: impl FnMut(Vec<Leaf>) + Send,
-    ) -> Result<i64, V2Error> {
-        let what = format!("GET {key}");
-        let req = Request {
-            method: Method::GET,
-            key,
-            query: vec![
-                ("quorum", "true".to_string()),
-                ("recursive", "true".to_string()),
-            ],
-            value: None,
-        };
-        let (mut resp, endpoint) = self.send(&what, &req).await?;
-        let status = resp.status().as_u16();
-        let index = etcd_index(&resp);
-        if status >= 300 {
-            let bytes = tokio::time::timeout(self.inner.request_timeout, resp.bytes())
-                .await
-                .map_err(|_| self.timeout(&what))?
-                .map_err(|e| self.unreachable(&what, format!("{endpoint}: {e}")))?;
-            interpret(&what, &endpoint, status, index, &bytes)?;
-            return Err(V2Error::Protocol {
-                what,
-                endpoint,
-                status,
-                body: truncated(&bytes),
-            });
-        }
-        let (chunk_tx, chunk_rx) = tokio::sync::mpsc::channel::<Vec<u8>>(16);
-        let (leaf_tx, mut leaf_rx) = tokio::sync::mpsc::channel(4);
-        let prefix = prefix.to_string();
-        let parser = tokio::task::spawn_blocking(move || listing::parse(chunk_rx, prefix, leaf_tx));
-        let pump = async move {
-            while let Some(chunk) = resp.chunk().await? {
-                if chunk_tx.send(chunk.to_vec()).await.is_err() {
-                    // The parser stopped early; it says why.
-                    break;
-                }
-            }
-            Ok::<(), reqwest::Error>(())
-        };
-        let collect = async {
-            while let Some(batch) = leaf_rx.recv().await {
-                on_leaves(batch);
-            }
-        };
-        let both = async { futures::join!(pump, collect).0 };
-        let pumped = tokio::time::timeout(self.inner.request_timeout, both).await;
-        let parsed = match pumped {
-            Err(_) => return Err(self.timeout(&what)),
-            Ok(Err(e)) => return Err(self.unreachable(&what, format!("{endpoint}: {e}"))),
-            Ok(Ok(())) => parser.await,
-        };
-        match parsed {
-            Ok(Ok(())) => Ok(index),
-            Ok(Err(body)) => Err(V2Error::Protocol {
-                what,
-                endpoint,
-                status,
-                body,
-            }),
-            Err(e) => Err(self.unreachable(&what, format!("listing parser: {e}"))),
-        }
-    }
-
     /// `PUT key value`; `prev_exist: Some(false)` only creates.
     pub async fn set(
         &self,
@@ -444,87 +263,6 @@ impl V2Client {
             },
         )
         .await
-    }
-
-    /// Waits for the first change at or below `key` with index ≥
-    /// `wait_index`, for at most `window` after etcd accepted the poll.
-    pub async fn wait(
-        &self,
-        key: &str,
-        wait_index: i64,
-        window: Duration,
-    ) -> Result<Polled, V2Error> {
-        let req = watch_request(key, wait_index, false);
-        let what = format!("watch {key}");
-        let (resp, endpoint) = self.send(&what, &req).await?;
-        let status = resp.status().as_u16();
-        let index = etcd_index(&resp);
-        let bytes = match tokio::time::timeout(window, resp.bytes()).await {
-            Err(_) => return Ok(Polled::Nothing { etcd_index: index }),
-            Ok(b) => b.map_err(|e| self.unreachable(&what, format!("{endpoint}: {e}")))?,
-        };
-        Ok(match interpret(&what, &endpoint, status, index, &bytes)? {
-            Some(answer) => Polled::Event(answer),
-            None => Polled::Nothing { etcd_index: index },
-        })
-    }
-
-    /// Opens a streaming watch of every change at or below `key` with index
-    /// ≥ `wait_index`. An error etcd answers at once (e.g.
-    /// [`code::EVENT_INDEX_CLEARED`]) is returned here.
-    pub async fn stream(&self, key: &str, wait_index: i64) -> Result<WatchStream, V2Error> {
-        let req = watch_request(key, wait_index, true);
-        let what = format!("watch {key}");
-        let (resp, endpoint) = self.send(&what, &req).await?;
-        let status = resp.status().as_u16();
-        let start_index = etcd_index(&resp);
-        if status >= 300 {
-            let bytes = tokio::time::timeout(self.inner.request_timeout, resp.bytes())
-                .await
-                .map_err(|_| self.timeout(&what))?
-                .map_err(|e| self.unreachable(&what, format!("{endpoint}: {e}")))?;
-            // Always an error here: etcd answers a watch it accepts with 200.
-            interpret(&what, &endpoint, status, start_index, &bytes)?;
-            return Err(V2Error::Protocol {
-                what,
-                endpoint,
-                status,
-                body: truncated(&bytes),
-            });
-        }
-        Ok(WatchStream {
-            resp,
-            endpoint,
-            what,
-            start_index,
-            buf: Vec::new(),
-        })
-    }
-
-    /// Asks whether etcd has an event at or below `key` with index ≥
-    /// `wait_index`: a long poll, given `listen` to answer once etcd has
-    /// accepted it. etcd answers at once from its history, with an event at
-    /// or below the index it answers with; a poll it had to register brings
-    /// nothing within `listen`, or a later change.
-    pub async fn probe(
-        &self,
-        key: &str,
-        wait_index: i64,
-        listen: Duration,
-    ) -> Result<Probed, V2Error> {
-        Ok(match self.wait(key, wait_index, listen).await? {
-            // From history: at or below the index etcd had when it took
-            // the poll.
-            Polled::Event(answer) if answer.node.modified_index <= answer.etcd_index => {
-                Probed::Missed(Box::new(answer))
-            }
-            // A change after etcd registered the poll: nothing was pending
-            // up to its index, and a live stream brings this one too.
-            Polled::Event(answer) => Probed::Quiet {
-                etcd_index: answer.etcd_index,
-            },
-            Polled::Nothing { etcd_index } => Probed::Quiet { etcd_index },
-        })
     }
 
     /// Fails with [`V2Error::Disabled`] when etcd does not serve the v2 API
