@@ -51,11 +51,7 @@ pub async fn run(bench: &Bench, mode: &Mode, units: usize, flags: &Flags, cold: 
     }
     if mode.wants("latency") {
         eprintln!("kaylee-bench: latency, {} changes", mode.samples);
-        let lat = async {
-            let floor = latency::etcd_floor(bench, units, mode.samples).await?;
-            Ok((latency::run(bench, units, mode.samples).await?, floor))
-        }
-        .await;
+        let lat = latency::run(bench, units, mode.samples).await;
         ok &= report::line("latency", lat, |(l, floor)| {
             json!({
                 "samples": l.samples,

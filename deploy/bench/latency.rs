@@ -1,6 +1,7 @@
 //! Change-to-fleet latency on a converged cluster: update one unit's spec at
 //! a time and time from the etcd put to the watch event of the first fleet
-//! job of its new spec (the surge unit of the rolling update).
+//! job of its new spec (the surge unit of the rolling update); each such
+//! sample is followed by one of the same path without Kaylee.
 
 use crate::specs;
 use crate::v2::Api;
@@ -17,32 +18,106 @@ pub const VERSION: u32 = 2;
 const FLOOR_VERSION: u32 = 9;
 const PER_SAMPLE_LIMIT: Duration = Duration::from_secs(30);
 
+/// Kaylee's latency and etcd alone's, sample by sample in turn (one
+/// change through Kaylee, then one without it), so that whatever else the
+/// machine does at a moment weighs on both alike.
+pub async fn run(bench: &Bench, units: usize, samples: usize) -> Result<(Latency, Latency)> {
+    let mut kaylee = Through::new(bench).await?;
+    let mut floor = Floor::new(bench).await?;
+    // Spread over the keyspace, every unit at most once.
+    let stride = (units / samples.max(1)).max(1);
+    let (mut through, mut alone) = (Vec::with_capacity(samples), Vec::with_capacity(samples));
+    for k in 0..samples.min(units) {
+        through.push(kaylee.sample(k * stride).await?);
+        if let Some(ms) = floor.sample(k * stride).await? {
+            alone.push(ms);
+        }
+    }
+    floor.clean().await?;
+    Ok((summarize(through), summarize(alone)))
+}
+
+/// Changes through Kaylee: put a unit's new spec, time until the watch
+/// event of the first fleet job of that spec (the surge unit of the rolling
+/// update).
+struct Through<'a> {
+    bench: &'a Bench,
+    watcher: Watcher,
+}
+
+impl<'a> Through<'a> {
+    async fn new(bench: &'a Bench) -> Result<Through<'a>> {
+        let watcher = Watcher::fleet(bench, &bench.fleet.prefix).await?;
+        Ok(Through { bench, watcher })
+    }
+
+    /// Milliseconds from the put to the job's watch event.
+    async fn sample(&mut self, index: usize) -> Result<f64> {
+        let unit = specs::unit(index, VERSION)?;
+        let names = specs::fleet_names(&unit.rendered);
+        let sent = Instant::now();
+        seed::put_unit(&self.bench.client, &unit).await?;
+        let seen = self
+            .watcher
+            .wait(
+                &format!("a new fleet job of {}", unit.name),
+                PER_SAMPLE_LIMIT,
+                |s| Watcher::first_job(s, &names),
+            )
+            .await?;
+        Ok(seen.saturating_duration_since(sent).as_secs_f64() * 1000.0)
+    }
+}
+
 /// The same path without Kaylee, as `raw` is for throughput: the bench puts
 /// the unit's new spec, then at once writes its first new fleet unit's
 /// records (v3: in one fenced transaction, as Kaylee would; v2: the way
 /// Kaylee puts them, through the bench's own v2 client), and waits for the
 /// watch event of the job. Under its own prefix, so Kaylee sees none of it.
-pub async fn etcd_floor(bench: &Bench, units: usize, samples: usize) -> Result<Latency> {
-    const FLOOR: &str = "/bench/floor/";
-    let client = &bench.client;
-    let fleet = FleetKeys::new(&format!("{FLOOR}fleet/"), "k");
-    let watcher = Watcher::fleet(bench, &fleet.prefix).await?;
-    let mut kv = client.kv_client();
-    let fence_key = format!("{FLOOR}leader");
-    let fence = kv.put(fence_key.clone(), "floor", None).await?;
-    let fence_rev = fence.header().map(|h| h.revision()).unwrap_or(0);
-    let stride = (units / samples.max(1)).max(1);
-    let mut ms = Vec::with_capacity(samples);
-    for k in 0..samples.min(units) {
+struct Floor<'a> {
+    bench: &'a Bench,
+    fleet: FleetKeys,
+    watcher: Watcher,
+    fence_key: String,
+    fence_rev: i64,
+}
+
+const FLOOR: &str = "/bench/floor/";
+
+impl<'a> Floor<'a> {
+    async fn new(bench: &'a Bench) -> Result<Floor<'a>> {
+        let fleet = FleetKeys::new(&format!("{FLOOR}fleet/"), "k");
+        let watcher = Watcher::fleet(bench, &fleet.prefix).await?;
+        let fence_key = format!("{FLOOR}leader");
+        let fence = bench
+            .client
+            .kv_client()
+            .put(fence_key.clone(), "floor", None)
+            .await?;
+        let fence_rev = fence.header().map(|h| h.revision()).unwrap_or(0);
+        Ok(Floor {
+            bench,
+            fleet,
+            watcher,
+            fence_key,
+            fence_rev,
+        })
+    }
+
+    /// Milliseconds from the spec's put to the job's watch event; `None`
+    /// for a unit without fleet units.
+    async fn sample(&mut self, index: usize) -> Result<Option<f64>> {
+        let bench = self.bench;
+        let mut kv = bench.client.kv_client();
         // A version no server-side change uses; the same sizes as Kaylee's.
-        let unit = specs::unit(k * stride, FLOOR_VERSION)?;
+        let unit = specs::unit(index, FLOOR_VERSION)?;
         let Some(first) = unit.rendered.units.first() else {
-            continue;
+            return Ok(None);
         };
         let name = first.name.to_name();
         let records: Vec<(String, String)> = create_records(&name, &first.text)
             .into_iter()
-            .map(|r| (fleet.absolute(&r.key), r.value))
+            .map(|r| (self.fleet.absolute(&r.key), r.value))
             .collect();
         let sent = Instant::now();
         kv.put(
@@ -53,8 +128,11 @@ pub async fn etcd_floor(bench: &Bench, units: usize, samples: usize) -> Result<L
         .await?;
         match bench.api {
             Api::V3 => {
-                let guard =
-                    Compare::create_revision(fence_key.clone(), CompareOp::Equal, fence_rev);
+                let guard = Compare::create_revision(
+                    self.fence_key.clone(),
+                    CompareOp::Equal,
+                    self.fence_rev,
+                );
                 let ops: Vec<TxnOp> = records
                     .into_iter()
                     .map(|(k, v)| TxnOp::put(k, v, None))
@@ -76,14 +154,23 @@ pub async fn etcd_floor(bench: &Bench, units: usize, samples: usize) -> Result<L
                 bench.v2.put(&object.0, &object.1, false).await?;
             }
         }
-        let seen = watcher
+        let seen = self
+            .watcher
             .wait(&name, PER_SAMPLE_LIMIT, |s| s.jobs.get(&name).copied())
             .await?;
-        ms.push(seen.saturating_duration_since(sent).as_secs_f64() * 1000.0);
+        Ok(Some(
+            seen.saturating_duration_since(sent).as_secs_f64() * 1000.0,
+        ))
     }
-    kv.delete(FLOOR, Some(DeleteOptions::new().with_prefix()))
-        .await?;
-    Ok(summarize(ms))
+
+    async fn clean(&self) -> Result<()> {
+        self.bench
+            .client
+            .kv_client()
+            .delete(FLOOR, Some(DeleteOptions::new().with_prefix()))
+            .await?;
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -93,29 +180,6 @@ pub struct Latency {
     pub p99_ms: f64,
     pub max_ms: f64,
     pub mean_ms: f64,
-}
-
-pub async fn run(bench: &Bench, units: usize, samples: usize) -> Result<Latency> {
-    let client = &bench.client;
-    let watcher = Watcher::fleet(bench, &bench.fleet.prefix).await?;
-    // Spread over the keyspace, every unit at most once.
-    let stride = (units / samples.max(1)).max(1);
-    let mut ms = Vec::with_capacity(samples);
-    for k in 0..samples.min(units) {
-        let unit = specs::unit(k * stride, VERSION)?;
-        let names = specs::fleet_names(&unit.rendered);
-        let sent = Instant::now();
-        seed::put_unit(client, &unit).await?;
-        let seen = watcher
-            .wait(
-                &format!("a new fleet job of {}", unit.name),
-                PER_SAMPLE_LIMIT,
-                |s| Watcher::first_job(s, &names),
-            )
-            .await?;
-        ms.push((seen.saturating_duration_since(sent)).as_secs_f64() * 1000.0);
-    }
-    Ok(summarize(ms))
 }
 
 /// Nearest-rank percentiles.

@@ -64,7 +64,8 @@ impl Mode {
             quick,
             units,
             v2_units: number("--v2-units")?.map_or(if quick { 200 } else { units }, |n| n as usize),
-            v2_pairs: number("--v2-pairs")?.map_or(1, |n| n.max(1) as usize),
+            v2_pairs: number("--v2-pairs")?
+                .map_or(if quick { 1 } else { 3 }, |n| n.max(1) as usize),
             v2_concurrencies: match value("--v2-concurrency").transpose()? {
                 Some(list) => list
                     .split(',')
