@@ -26,7 +26,7 @@ use super::v2_fence::{Check, FenceClock};
 use super::{ApplyError, FleetRegistry, Write};
 use crate::etcd::election::Fence;
 use crate::etcd::v2::V2Prefix;
-use crate::etcd::v2::{Answer, V2Client, V2Error, code};
+use crate::etcd::v2::{V2Client, V2Error, code};
 use crate::etcd::{EtcdConfig, EtcdError};
 use crate::fleet::records::Record;
 use crate::keys::FleetKeys;
@@ -104,15 +104,10 @@ impl V2Registry {
 
     /// Sends one v2 request once a slot is free and the fence admits it
     /// (checked after the slot, so right before the send).
-    async fn fenced<F, Fut>(
-        &self,
-        fence: &Fence,
-        check: &Check,
-        send: F,
-    ) -> Result<Answer, ApplyError>
+    async fn fenced<F, Fut>(&self, fence: &Fence, check: &Check, send: F) -> Result<(), ApplyError>
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Answer, V2Error>>,
+        Fut: Future<Output = Result<(), V2Error>>,
     {
         let _slot = self
             .in_flight
@@ -150,7 +145,7 @@ impl V2Registry {
                 Err(ApplyError::Etcd(EtcdError::V2(e))) if e.code() == Some(code::NODE_EXIST) => {
                     Ok(())
                 }
-                other => other.map(|_| ()),
+                other => other,
             }
         };
         let state_put = self.fenced(fence, check, || {

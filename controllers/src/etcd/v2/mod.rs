@@ -202,6 +202,31 @@ impl V2Client {
         }
     }
 
+    /// One write within the request deadline: a 2xx answer of etcd's is
+    /// success, and is not parsed (it echoes the value written); anything
+    /// else is read as [`V2Client::call`] reads it.
+    async fn write(&self, what: &str, req: Request<'_>) -> Result<(), V2Error> {
+        let (resp, endpoint) = self.send(what, &req).await?;
+        let status = resp.status().as_u16();
+        let index = etcd_index(&resp);
+        let bytes = tokio::time::timeout(self.inner.request_timeout, resp.bytes())
+            .await
+            .map_err(|_| self.timeout(what))?
+            .map_err(|e| self.unreachable(what, format!("{endpoint}: {e}")))?;
+        if status < 300 && wire::is_answer(&bytes) {
+            return Ok(());
+        }
+        match interpret(what, &endpoint, status, index, &bytes)? {
+            Some(_) => Ok(()),
+            None => Err(V2Error::Protocol {
+                what: what.to_string(),
+                endpoint,
+                status,
+                body: "(empty)".into(),
+            }),
+        }
+    }
+
     /// `GET key` (`recursive`: the whole directory tree), read through the
     /// raft log so it is never older than a write that already returned.
     pub async fn get(&self, key: &str, recursive: bool) -> Result<Answer, V2Error> {
@@ -222,18 +247,19 @@ impl V2Client {
         .await
     }
 
-    /// `PUT key value`; `prev_exist: Some(false)` only creates.
+    /// `PUT key value`; `prev_exist: Some(false)` only creates. etcd's
+    /// answer is not read back (see [`V2Client::write`]).
     pub async fn set(
         &self,
         key: &str,
         value: &str,
         prev_exist: Option<bool>,
-    ) -> Result<Answer, V2Error> {
+    ) -> Result<(), V2Error> {
         let query = prev_exist
             .map(|p| vec![("prevExist", p.to_string())])
             .unwrap_or_default();
         let what = format!("PUT {key}");
-        self.call(
+        self.write(
             &what,
             Request {
                 method: Method::PUT,
@@ -246,14 +272,14 @@ impl V2Client {
     }
 
     /// Deletes `key` (a directory and all below it with `recursive`).
-    pub async fn delete(&self, key: &str, recursive: bool) -> Result<Answer, V2Error> {
+    pub async fn delete(&self, key: &str, recursive: bool) -> Result<(), V2Error> {
         let query = if recursive {
             vec![("recursive", "true".to_string())]
         } else {
             Vec::new()
         };
         let what = format!("DELETE {key}");
-        self.call(
+        self.write(
             &what,
             Request {
                 method: Method::DELETE,

@@ -101,22 +101,62 @@ pub enum Body {
     Foreign,
 }
 
+/// Every field an answer or an error may carry, so that a body is read
+/// once whichever it is (trying one shape, then the other, read every
+/// answer twice: answers and watch events are nearly all a v2 leader reads).
+#[derive(Deserialize)]
+struct Either {
+    #[serde(rename = "errorCode", default)]
+    code: Option<u32>,
+    #[serde(default)]
+    message: String,
+    #[serde(default)]
+    cause: String,
+    #[serde(default)]
+    index: i64,
+    #[serde(default)]
+    action: String,
+    #[serde(default)]
+    node: Node,
+    #[serde(rename = "prevNode", default)]
+    prev_node: Option<Node>,
+}
+
 /// Reads one response body; `etcd_index` is the answer's `X-Etcd-Index`
 /// header (0 when absent), kept in [`Answer::etcd_index`].
 pub fn parse_body(bytes: &[u8], etcd_index: i64) -> Body {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Body::Empty;
     }
-    if let Ok(failure) = serde_json::from_slice::<EtcdFailure>(bytes) {
-        return Body::Failure(failure);
-    }
-    match serde_json::from_slice::<Answer>(bytes) {
-        Ok(answer) if !answer.action.is_empty() => Body::Answer(Answer {
+    match serde_json::from_slice::<Either>(bytes) {
+        Ok(Either {
+            code: Some(code),
+            message,
+            cause,
+            index,
+            ..
+        }) => Body::Failure(EtcdFailure {
+            code,
+            message,
+            cause,
+            index,
+        }),
+        Ok(e) if !e.action.is_empty() => Body::Answer(Answer {
+            action: e.action,
+            node: e.node,
+            prev_node: e.prev_node,
             etcd_index,
-            ..answer
         }),
         _ => Body::Foreign,
     }
+}
+
+/// Whether a 2xx body is an answer of etcd's (`{"action":…`), told from
+/// its first bytes: a write's answer echoes the value written, and nothing
+/// of it is needed once etcd said it applied it.
+pub fn is_answer(bytes: &[u8]) -> bool {
+    let trimmed = bytes.trim_ascii_start();
+    trimmed.starts_with(b"{\"action\":")
 }
 
 #[cfg(test)]
@@ -165,5 +205,31 @@ mod tests {
         assert_eq!(parse_body(b"\n", 0), Body::Empty);
         assert_eq!(parse_body(b"404 page not found\n", 0), Body::Foreign);
         assert_eq!(parse_body(b"{\"foo\":1}", 0), Body::Foreign);
+    }
+
+    #[test]
+    fn a_write_answer_and_its_previous_node_read_in_one_pass() {
+        // As etcd 3.4 answers a PUT over an existing key.
+        let set = br#"{"action":"set","node":{"key":"/f/job/a/object","value":"{\"Name\":\"a\"}","modifiedIndex":12,"createdIndex":12},"prevNode":{"key":"/f/job/a/object","value":"{}","modifiedIndex":7,"createdIndex":7}}"#;
+        match parse_body(set, 12) {
+            Body::Answer(a) => {
+                assert_eq!(a.action, "set");
+                assert_eq!(a.node.value.as_deref(), Some(r#"{"Name":"a"}"#));
+                assert_eq!(a.node.modified_index, 12);
+                assert_eq!(a.prev_node.and_then(|p| p.value).as_deref(), Some("{}"));
+                assert_eq!(a.etcd_index, 12);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(is_answer(set));
+        assert!(is_answer(b"\n{\"action\":\"delete\",\"node\":{}}"));
+        let exists =
+            br#"{"errorCode":105,"message":"Key already exists","cause":"/f/unit/x","index":40}"#;
+        assert!(!is_answer(exists));
+        assert!(
+            matches!(parse_body(exists, 0), Body::Failure(f) if f.code == code::NODE_EXIST && f.cause == "/f/unit/x")
+        );
+        assert!(!is_answer(b"404 page not found"));
+        assert!(!is_answer(b""));
     }
 }
