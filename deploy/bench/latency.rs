@@ -17,9 +17,12 @@ use std::time::{Duration, Instant};
 pub const VERSION: u32 = 2;
 const FLOOR_VERSION: u32 = 9;
 const PER_SAMPLE_LIMIT: Duration = Duration::from_secs(30);
+/// The pause after a change through Kaylee before one without it.
+const SETTLE: Duration = Duration::from_millis(25);
 
 /// Kaylee's latency and etcd alone's, sample by sample in turn (one
-/// change through Kaylee, then one without it), so that whatever else the
+/// change through Kaylee, then, once Kaylee has had [`SETTLE`] to finish
+/// what the change started, one without it), so that whatever else the
 /// machine does at a moment weighs on both alike.
 pub async fn run(bench: &Bench, units: usize, samples: usize) -> Result<(Latency, Latency)> {
     let mut kaylee = Through::new(bench).await?;
@@ -29,6 +32,9 @@ pub async fn run(bench: &Bench, units: usize, samples: usize) -> Result<(Latency
     let (mut through, mut alone) = (Vec::with_capacity(samples), Vec::with_capacity(samples));
     for k in 0..samples.min(units) {
         through.push(kaylee.sample(k * stride).await?);
+        // Kaylee goes on after the job's event (the unit's status, its
+        // own writes' events): etcd alone is measured once that is done.
+        tokio::time::sleep(SETTLE).await;
         if let Some(ms) = floor.sample(k * stride).await? {
             alone.push(ms);
         }
