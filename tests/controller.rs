@@ -482,10 +482,22 @@ async fn history_rollback_and_diff(api: Api) {
         &["rollback", "countly", "--to-revision", "9"],
     );
     assert_eq!(to.status.code(), Some(2), "no such revision is bad input");
-    c.kaylee(&["rm", "countly", "--purge"]);
+    // A plain rm keeps the history; a purge after it deletes it.
+    let out = c.kaylee(&["rm", "countly"]);
+    assert!(out.contains("its history is kept"), "{out}");
+    let kept = c.kaylee(&["history", "countly"]);
+    assert_eq!(kept.lines().skip(1).count(), 3, "{kept}");
+    let out = c.kaylee(&["rm", "countly", "--purge"]);
+    assert!(
+        out.contains("countly: was already removed; its history is deleted"),
+        "{out}"
+    );
     let gone = cli(&c.etcd.endpoint(), &["history", "countly"]);
     assert_eq!(gone.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&gone.stderr).contains("no history for `countly`"));
+    let again = cli(&c.etcd.endpoint(), &["rm", "countly", "--purge"]);
+    assert_eq!(again.status.code(), Some(1), "nothing left to remove");
+    assert!(String::from_utf8_lossy(&again.stderr).contains("no unit named `countly`"));
 }
 
 for_each_api!(

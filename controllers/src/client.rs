@@ -44,6 +44,16 @@ pub enum Applied {
     Unchanged,
 }
 
+/// What [`KayleeClient::remove`] removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removed {
+    /// The unit (and, when purging, its history).
+    Unit,
+    /// Only the history of a unit removed earlier (a purge after a plain
+    /// `rm`).
+    HistoryOnly,
+}
+
 /// What a write did, and the etcd revision the stored value carries: a
 /// status whose `specRevision` (or `restartRevision`) has reached it answers
 /// this write, which is what `--wait` waits for.
@@ -273,27 +283,48 @@ impl KayleeClient {
     }
 
     /// Deletes a unit (and its restart marker; with `purge`, its history
-    /// too); the leader then destroys its fleet units.
-    pub async fn remove(&self, name: &str, purge: bool) -> Result<(), ClientError> {
+    /// too); the leader then destroys its fleet units. With `purge`, a unit
+    /// already removed without it has its history deleted. Fails with
+    /// [`ClientError::NotFound`] when there is nothing to remove.
+    pub async fn remove(&self, name: &str, purge: bool) -> Result<Removed, ClientError> {
         let unit = self.keys.unit(name);
+        let history = || {
+            TxnOp::delete(
+                self.keys.history(name),
+                Some(etcd_client::DeleteOptions::new().with_prefix()),
+            )
+        };
         let mut ops = vec![
             TxnOp::delete(unit.clone(), None),
             TxnOp::delete(self.keys.restart(name), None),
         ];
         if purge {
-            ops.push(TxnOp::delete(
-                self.keys.history(name),
-                Some(etcd_client::DeleteOptions::new().with_prefix()),
-            ));
+            ops.push(history());
         }
+        // Only while the unit is gone: the leader writes history only for
+        // a unit that exists.
+        let otherwise = if purge { vec![history()] } else { Vec::new() };
         let txn = Txn::new()
             .when([Compare::version(unit.clone(), CompareOp::Greater, 0)])
-            .and_then(ops);
+            .and_then(ops)
+            .or_else(otherwise);
         let mut kv = self.kv();
-        if !self.etcd.timed(kv.txn(txn)).await?.succeeded() {
-            return Err(ClientError::NotFound(name.to_string()));
+        let resp = self.etcd.timed(kv.txn(txn)).await?;
+        if resp.succeeded() {
+            return Ok(Removed::Unit);
         }
-        Ok(())
+        let purged: i64 = resp
+            .op_responses()
+            .into_iter()
+            .map(|r| match r {
+                etcd_client::TxnOpResponse::Delete(d) => d.deleted(),
+                _ => 0,
+            })
+            .sum();
+        if purged > 0 {
+            return Ok(Removed::HistoryOnly);
+        }
+        Err(ClientError::NotFound(name.to_string()))
     }
 
     /// Registered containers of one unit, on every machine, with their

@@ -3,7 +3,7 @@
 use super::wait::{self, Target};
 use super::{Exit, Result, cluster, load_unit, print_warnings};
 use crate::cli::{EtcdArgs, WaitArgs};
-use kaylee_controllers::client::{ClientError, KayleeClient};
+use kaylee_controllers::client::{ClientError, KayleeClient, Removed};
 use kaylee_controllers::cluster_config;
 use kaylee_controllers::fleet::RenderOptions;
 use std::collections::HashSet;
@@ -82,8 +82,10 @@ pub async fn restart(etcd: &EtcdArgs, name: &str, follow: &WaitArgs) -> Result {
 
 pub async fn rm(etcd: &EtcdArgs, name: &str, purge: bool) -> Result {
     let client = connect(etcd).await?;
-    client.remove(name, purge).await.map_err(client_error)?;
-    if purge {
+    let removed = client.remove(name, purge).await.map_err(client_error)?;
+    if removed == Removed::HistoryOnly {
+        crate::outln!("{name}: was already removed; its history is deleted")?;
+    } else if purge {
         crate::outln!("{name}: removed, with its history")?;
     } else {
         crate::outln!("{name}: removed (its history is kept: `kaylee history {name}`)")?;
