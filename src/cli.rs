@@ -216,7 +216,7 @@ pub enum Output {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Check unit files offline; prints "ok" per file or every error.
+    /// Check unit files; prints "ok" per file or every error.
     Validate {
         /// YAML (or JSON) unit files.
         #[arg(required = true)]
@@ -270,7 +270,7 @@ pub enum Command {
     Rm {
         /// Unit name.
         name: String,
-        /// Delete its history too (kept by default, to run it again later).
+        /// Delete its history too (kept by default), also of a unit already removed.
         #[arg(long)]
         purge: bool,
     },
