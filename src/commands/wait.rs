@@ -66,10 +66,13 @@ fn assess(target: &Target, status: Option<&UnitStatus>) -> Progress {
 
 /// A failed unit, and every replica that does not serve with why.
 fn failure(s: &UnitStatus) -> String {
-    let mut out = format!(
-        "failed: {}/{} available; its rollout stopped (no new replica became available within its progress deadline) or no replica serves",
-        s.available, s.desired
-    );
+    // A unit fails for one of two reasons; say which.
+    let why = if s.available == 0 {
+        "no replica serves"
+    } else {
+        "its rollout stopped: no new replica became available within its progress deadline"
+    };
+    let mut out = format!("failed: {}/{} available; {why}", s.available, s.desired);
     for u in &s.unavailable {
         out.push_str(&format!("\n  {}", u.unit));
         if !u.machine.is_empty() {
@@ -343,9 +346,20 @@ mod tests {
         let Progress::Failed(why) = assess(&target(), Some(&s)) else {
             panic!("not failed");
         };
-        assert!(why.starts_with("failed: 3/4 available"), "{why}");
+        assert!(
+            why.starts_with("failed: 3/4 available; its rollout stopped: no new replica"),
+            "{why}"
+        );
         assert!(
             why.contains("k:web:1.service on m1: activating/auto-restart on m1"),
+            "{why}"
+        );
+        let down = UnitStatus { available: 0, ..s };
+        let Progress::Failed(why) = assess(&target(), Some(&down)) else {
+            panic!("not failed");
+        };
+        assert!(
+            why.starts_with("failed: 0/4 available; no replica serves"),
             "{why}"
         );
     }
