@@ -5,7 +5,7 @@
 //! keeps only what its cache will. [`V2Client::list_leaves`] sends the
 //! request and feeds the parser.
 
-use super::{Request, V2Client, V2Error, etcd_index, interpret, truncated};
+use super::{Request, V2Client, V2Error, etcd_index};
 use reqwest::Method;
 use serde::Deserializer as _;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
@@ -243,17 +243,7 @@ impl V2Client {
         let status = resp.status().as_u16();
         let index = etcd_index(&resp);
         if status >= 300 {
-            let bytes = tokio::time::timeout(self.inner.request_timeout, resp.bytes())
-                .await
-                .map_err(|_| self.timeout(&what))?
-                .map_err(|e| self.unreachable(&what, format!("{endpoint}: {e}")))?;
-            interpret(&what, &endpoint, status, index, &bytes)?;
-            return Err(V2Error::Protocol {
-                what,
-                endpoint,
-                status,
-                body: truncated(&bytes),
-            });
+            return Err(self.refused(what, endpoint, resp).await);
         }
         let (chunk_tx, chunk_rx) = tokio::sync::mpsc::channel::<Vec<u8>>(16);
         let (leaf_tx, mut leaf_rx) = tokio::sync::mpsc::channel(4);

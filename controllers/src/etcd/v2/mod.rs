@@ -182,24 +182,25 @@ impl V2Client {
         }
     }
 
+    /// The rest of `resp`'s body, within the request deadline.
+    async fn body(
+        &self,
+        what: &str,
+        endpoint: &str,
+        resp: reqwest::Response,
+    ) -> Result<bytes::Bytes, V2Error> {
+        tokio::time::timeout(self.inner.request_timeout, resp.bytes())
+            .await
+            .map_err(|_| self.timeout(what))?
+            .map_err(|e| self.unreachable(what, format!("{endpoint}: {e}")))
+    }
+
     /// One complete request within the request deadline.
     async fn call(&self, what: &str, req: Request<'_>) -> Result<Answer, V2Error> {
         let (resp, endpoint) = self.send(what, &req).await?;
-        let status = resp.status().as_u16();
-        let index = etcd_index(&resp);
-        let bytes = tokio::time::timeout(self.inner.request_timeout, resp.bytes())
-            .await
-            .map_err(|_| self.timeout(what))?
-            .map_err(|e| self.unreachable(what, format!("{endpoint}: {e}")))?;
-        match interpret(what, &endpoint, status, index, &bytes)? {
-            Some(answer) => Ok(answer),
-            None => Err(V2Error::Protocol {
-                what: what.to_string(),
-                endpoint,
-                status,
-                body: "(empty)".into(),
-            }),
-        }
+        let (status, index) = (resp.status().as_u16(), etcd_index(&resp));
+        let bytes = self.body(what, &endpoint, resp).await?;
+        answer_of(what, endpoint, status, index, &bytes)
     }
 
     /// One write within the request deadline: a 2xx answer of etcd's is
@@ -207,23 +208,30 @@ impl V2Client {
     /// else is read as [`V2Client::call`] reads it.
     async fn write(&self, what: &str, req: Request<'_>) -> Result<(), V2Error> {
         let (resp, endpoint) = self.send(what, &req).await?;
-        let status = resp.status().as_u16();
-        let index = etcd_index(&resp);
-        let bytes = tokio::time::timeout(self.inner.request_timeout, resp.bytes())
-            .await
-            .map_err(|_| self.timeout(what))?
-            .map_err(|e| self.unreachable(what, format!("{endpoint}: {e}")))?;
+        let (status, index) = (resp.status().as_u16(), etcd_index(&resp));
+        let bytes = self.body(what, &endpoint, resp).await?;
         if status < 300 && wire::is_answer(&bytes) {
             return Ok(());
         }
-        match interpret(what, &endpoint, status, index, &bytes)? {
-            Some(_) => Ok(()),
-            None => Err(V2Error::Protocol {
-                what: what.to_string(),
+        answer_of(what, endpoint, status, index, &bytes).map(|_| ())
+    }
+
+    /// The error of a request etcd answered with a status of 300 or more,
+    /// where only an error makes sense (a listing, a watch).
+    async fn refused(&self, what: String, endpoint: String, resp: reqwest::Response) -> V2Error {
+        let (status, index) = (resp.status().as_u16(), etcd_index(&resp));
+        let bytes = match self.body(&what, &endpoint, resp).await {
+            Ok(bytes) => bytes,
+            Err(e) => return e,
+        };
+        match interpret(&what, &endpoint, status, index, &bytes) {
+            Err(e) => e,
+            Ok(_) => V2Error::Protocol {
+                what,
                 endpoint,
                 status,
-                body: "(empty)".into(),
-            }),
+                body: truncated(&bytes),
+            },
         }
     }
 
@@ -310,6 +318,26 @@ fn etcd_index(resp: &reqwest::Response) -> i64 {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0)
+}
+
+/// A whole response as an answer, or the error it says (an empty body is
+/// one).
+fn answer_of(
+    what: &str,
+    endpoint: String,
+    status: u16,
+    index: i64,
+    bytes: &[u8],
+) -> Result<Answer, V2Error> {
+    match interpret(what, &endpoint, status, index, bytes)? {
+        Some(answer) => Ok(answer),
+        None => Err(V2Error::Protocol {
+            what: what.to_string(),
+            endpoint,
+            status,
+            body: "(empty)".into(),
+        }),
+    }
 }
 
 /// A response as an answer, nothing (empty body), or the error it says.

@@ -148,21 +148,10 @@ impl V2Client {
         let req = watch_request(key, wait_index, true);
         let what = format!("watch {key}");
         let (resp, endpoint) = self.send(&what, &req).await?;
-        let status = resp.status().as_u16();
         let start_index = etcd_index(&resp);
-        if status >= 300 {
-            let bytes = tokio::time::timeout(self.inner.request_timeout, resp.bytes())
-                .await
-                .map_err(|_| self.timeout(&what))?
-                .map_err(|e| self.unreachable(&what, format!("{endpoint}: {e}")))?;
-            // Always an error here: etcd answers a watch it accepts with 200.
-            interpret(&what, &endpoint, status, start_index, &bytes)?;
-            return Err(V2Error::Protocol {
-                what,
-                endpoint,
-                status,
-                body: truncated(&bytes),
-            });
+        // etcd answers a watch it accepts with 200.
+        if resp.status().as_u16() >= 300 {
+            return Err(self.refused(what, endpoint, resp).await);
         }
         Ok(WatchStream {
             resp,
