@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The benchmark entry point:
 #   deploy/bench.sh            full: 10,000 units x 4 replicas through each fleet
-#                              API (v2, then v3), 1 v2 and 3 v3 cold/raw pairs,
+#                              API (v2, then v3), 3 cold/raw pairs each,
 #                              1,000 latency samples (< 10 min)
 #   deploy/bench.sh --quick    small: v2 200 units, v3 500 units, 1 pair each,
 #                              100 samples (< 1 min once built)

@@ -5,8 +5,7 @@
 //! keeps only what its cache will. [`V2Client::list_leaves`] sends the
 //! request and feeds the parser.
 
-use super::{Request, V2Client, V2Error, etcd_index};
-use reqwest::Method;
+use super::{V2Client, V2Error, etcd_index, get_request};
 use serde::Deserializer as _;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use std::fmt;
@@ -230,16 +229,7 @@ impl V2Client {
         mut on_leaves: impl FnMut(Vec<Leaf>) + Send,
     ) -> Result<i64, V2Error> {
         let what = format!("GET {key}");
-        let req = Request {
-            method: Method::GET,
-            key,
-            query: vec![
-                ("quorum", "true".to_string()),
-                ("recursive", "true".to_string()),
-            ],
-            value: None,
-        };
-        let (mut resp, endpoint) = self.send(&what, &req).await?;
+        let (mut resp, endpoint) = self.send(&what, &get_request(key, true)).await?;
         let status = resp.status().as_u16();
         let index = etcd_index(&resp);
         if status >= 300 {

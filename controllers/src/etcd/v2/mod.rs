@@ -44,6 +44,21 @@ struct Request<'a> {
     value: Option<&'a str>,
 }
 
+/// A quorum `GET key` (read through the raft log), of the whole tree
+/// below it with `recursive`.
+fn get_request(key: &str, recursive: bool) -> Request<'_> {
+    let mut query = vec![("quorum", "true".to_string())];
+    if recursive {
+        query.push(("recursive", "true".into()));
+    }
+    Request {
+        method: Method::GET,
+        key,
+        query,
+        value: None,
+    }
+}
+
 fn truncated(bytes: &[u8]) -> String {
     let text = String::from_utf8_lossy(bytes);
     let text = text.trim();
@@ -238,21 +253,8 @@ impl V2Client {
     /// `GET key` (`recursive`: the whole directory tree), read through the
     /// raft log so it is never older than a write that already returned.
     pub async fn get(&self, key: &str, recursive: bool) -> Result<Answer, V2Error> {
-        let mut query = vec![("quorum", "true".to_string())];
-        if recursive {
-            query.push(("recursive", "true".into()));
-        }
-        let what = format!("GET {key}");
-        self.call(
-            &what,
-            Request {
-                method: Method::GET,
-                key,
-                query,
-                value: None,
-            },
-        )
-        .await
+        self.call(&format!("GET {key}"), get_request(key, recursive))
+            .await
     }
 
     /// `PUT key value`; `prev_exist: Some(false)` only creates. etcd's
