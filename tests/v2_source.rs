@@ -1,7 +1,8 @@
 //! The v2 informer source against a real etcd: only keys under its prefix,
 //! a deleted job directory empties the cache, an idle watch polls again,
 //! and a watch whose index v2 has already cleared from its 1000-event
-//! history relists and converges.
+//! history relists and converges, while one idle through writes elsewhere
+//! does not.
 
 mod support;
 
@@ -264,5 +265,55 @@ async fn an_idle_watch_polls_again_and_sees_later_changes() {
     match next {
         Some(Ok(events)) => assert_eq!(events.len(), 1, "{events:?}"),
         other => panic!("{other:?}"),
+    }
+}
+
+/// etcd answers a long poll from an index its 1000-event history no longer
+/// holds with "event index cleared", whatever lay under the key polled. A
+/// watch idle through more writes elsewhere than that must not take them
+/// for a gap of its own (and relist): once a probe found nothing missed, a
+/// silent stream is only asked whether etcd answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_watch_outlives_v2_history_spent_on_other_keys() {
+    let etcd = Api::V2.etcd();
+    let v2 = client(&etcd.endpoint());
+    let source = V2Prefix::new(v2.clone(), jobs());
+    let listing = source.list().await.expect("list");
+    let mut stream = source.watch(listing.revision).await.expect("watch");
+    // Read as an informer reads: all along.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let reader = tokio::spawn(async move {
+        while let Some(next) = stream.next().await {
+            if tx.send(next).is_err() {
+                break;
+            }
+        }
+    });
+    // Long enough for the probes to space out (up to POLL_WINDOW, 5 s).
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let mut writers = tokio::task::JoinSet::new();
+    for w in 0..8 {
+        let v2 = v2.clone();
+        writers.spawn(async move {
+            for i in (w..2500).step_by(8) {
+                let key = format!("{FLEET}machines/m{}/object", i % 50);
+                v2.set(&key, &i.to_string(), None).await.expect("put");
+            }
+        });
+    }
+    while let Some(done) = writers.join_next().await {
+        done.expect("writer");
+    }
+    // Past the next probes, which the old index would have failed.
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let key = job_key("k:a:1:2:1.service", "object");
+    v2.set(&key, "x", None).await.expect("put");
+    let next = tokio::time::timeout(WAIT, rx.recv())
+        .await
+        .expect("the change arrives");
+    reader.abort();
+    match next {
+        Some(Ok(events)) => assert_eq!(events.len(), 1, "{events:?}"),
+        other => panic!("the watch ended instead: {other:?}"),
     }
 }

@@ -17,10 +17,18 @@ use std::time::Duration;
 /// same; so a silent stream is probed ([`V2Client::probe`]): a long poll
 /// from the next index. If etcd has an event the stream did not bring, the
 /// stream is reopened from there; if not, nothing under the directory
-/// changed up to the probe's index, and the watch goes on from past it (so
-/// an idle watch never falls out of v2's 1000-event history). The first
-/// probe comes [`PROBE_AFTER`] after the last event, each next one after
-/// twice as long, up to this.
+/// changed up to the probe's index, and the watch goes on from past it.
+/// The first probe comes [`PROBE_AFTER`] after the last event, each next
+/// one after twice as long, up to this.
+///
+/// Once a probe found nothing missed, later probes of a stream that stays
+/// silent only ask etcd whether it answers (a quorum `GET /`): etcd drops
+/// a watcher only when events for it overflow its queue of 100, and the
+/// queued ones still arrive, so a stream that brought nothing since cannot
+/// have been dropped. A long poll would have to name an index from before
+/// the last probe's listen, which a busy etcd's 1000-event history may no
+/// longer hold (etcd then answers "event index cleared", whatever the
+/// events were under, and the watch would relist).
 pub const POLL_WINDOW: Duration = Duration::from_secs(5);
 
 /// Silence before the first probe after an event.
@@ -120,6 +128,9 @@ struct Watching {
     open: Option<(WatchStream, bool)>,
     /// Silence before the next probe.
     quiet: Duration,
+    /// A probe found nothing missed and the open stream brought nothing
+    /// since: the next probe only asks whether etcd answers.
+    confirmed: bool,
 }
 
 impl Watching {
@@ -135,12 +146,14 @@ impl Watching {
                         .stream(&self.source.dir, self.next)
                         .await
                         .map_err(source_error)?;
+                    self.confirmed = false;
                     self.open.insert((stream, false))
                 }
             };
             match stream.next(self.quiet).await {
                 Ok(Streamed::Event(answer)) => {
                     self.quiet = PROBE_AFTER.min(self.source.poll_window);
+                    self.confirmed = false;
                     let index = answer.node.modified_index;
                     // Events come in index order; never wait twice for one.
                     self.next = (self.next + 1).max(index + 1);
@@ -154,6 +167,12 @@ impl Watching {
                     if !events.is_empty() {
                         return Ok(events);
                     }
+                }
+                // Still silent since a probe found nothing missed: only a
+                // hung or unreachable etcd is left to find out about.
+                Ok(Streamed::Idle) if self.confirmed => {
+                    self.source.client.get("/", false).await.map_err(failed)?;
+                    self.quiet = (self.quiet * 2).min(self.source.poll_window);
                 }
                 // Silent: dropped by etcd, or just quiet? A probe tells.
                 Ok(Streamed::Idle) => {
@@ -176,6 +195,7 @@ impl Watching {
                         Probed::Quiet { etcd_index } => {
                             self.next = self.next.max(etcd_index + 1);
                             self.quiet = (self.quiet * 2).min(self.source.poll_window);
+                            self.confirmed = true;
                         }
                     }
                 }
@@ -244,6 +264,7 @@ impl Source for V2Prefix {
             next: revision + 1,
             open: None,
             quiet: PROBE_AFTER.min(self.poll_window),
+            confirmed: false,
         };
         let stream = futures::stream::unfold(Some(start), |state| async move {
             let mut w = state?;
