@@ -8,10 +8,10 @@ mod support;
 
 use futures::StreamExt;
 use kaylee_controllers::etcd::EtcdConfig;
-use kaylee_controllers::etcd::v2::V2Client;
 use kaylee_controllers::etcd::v2::V2Prefix;
+use kaylee_controllers::etcd::v2::{Streamed, V2Client};
 use kaylee_controllers::runtime::{
-    Cache, EventStream, Keep, Listing, Source, SourceError, informer,
+    Cache, EventStream, Keep, Listing, Source, SourceError, WatchEvent, informer,
 };
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -316,4 +316,101 @@ async fn an_idle_watch_outlives_v2_history_spent_on_other_keys() {
         Some(Ok(events)) => assert_eq!(events.len(), 1, "{events:?}"),
         other => panic!("the watch ended instead: {other:?}"),
     }
+}
+
+/// etcd drops a v2 watcher, silently, once 100 events for it wait unsent,
+/// and they wait as soon as its writes to the connection block on a reader
+/// that leaves the socket full. A stream is read by a thread of its own as
+/// its bytes arrive, however long its owner takes to ask for the next
+/// event: here 16 MiB of events arrive while nobody asks, and every one is
+/// there afterwards, in order, from the one stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_nobody_reads_for_a_while_is_not_dropped() {
+    let etcd = Api::V2.etcd();
+    let v2 = client(&etcd.endpoint());
+    let dir = format!("{FLEET}job");
+    let start = v2.get("/", false).await.expect("index").etcd_index;
+    let mut stream = v2.stream(&dir, Some(start + 1)).await.expect("stream");
+    let value = "x".repeat(16 * 1024);
+    let mut writers = tokio::task::JoinSet::new();
+    for w in 0..8 {
+        let (v2, value) = (v2.clone(), value.clone());
+        writers.spawn(async move {
+            for i in (w..1000).step_by(8) {
+                let key = job_key(&format!("k:t:0:0:{i}.service"), "object");
+                v2.set(&key, &value, None).await.expect("put");
+            }
+        });
+    }
+    while let Some(done) = writers.join_next().await {
+        done.expect("writer");
+    }
+    let mut last = start;
+    for n in 0..1000 {
+        match stream.next(Duration::from_secs(5)).await {
+            Ok(Streamed::Event(answer)) => {
+                let index = answer.node.modified_index;
+                assert!(index > last, "event {n}: index {index} after {last}");
+                last = index;
+            }
+            other => panic!("event {n} of 1000 never came: {other:?}"),
+        }
+    }
+}
+
+/// A stream opens live at etcd's next index; what happened between the
+/// index the watch was asked to start at and that one comes first, from
+/// etcd's history, in order, and then what the stream brings.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_from_the_past_brings_history_then_the_live_stream() {
+    let etcd = Api::V2.etcd();
+    let v2 = client(&etcd.endpoint());
+    let source = V2Prefix::new(v2.clone(), jobs());
+    let listing = source.list().await.expect("list");
+    // Before the watch: 30 changes under the prefix and 30 elsewhere.
+    for i in 0..30 {
+        v2.set(
+            &job_key(&format!("k:t:0:0:{i}.service"), "object"),
+            "old",
+            None,
+        )
+        .await
+        .expect("put");
+        v2.set(&format!("{FLEET}machines/m{i}/object"), "m", None)
+            .await
+            .expect("put");
+    }
+    let mut stream = source.watch(listing.revision).await.expect("watch");
+    let mut seen = Vec::new();
+    while seen.len() < 30 {
+        match tokio::time::timeout(WAIT, stream.next()).await {
+            Ok(Some(Ok(events))) => seen.extend(events),
+            other => panic!("after {} events: {other:?}", seen.len()),
+        }
+    }
+    // Then a change made now, through the stream.
+    v2.set(&job_key("k:t:0:0:0.service", "object"), "new", None)
+        .await
+        .expect("put");
+    match tokio::time::timeout(WAIT, stream.next()).await {
+        Ok(Some(Ok(events))) => seen.extend(events),
+        other => panic!("the live change: {other:?}"),
+    }
+    let keys: Vec<(String, Vec<u8>)> = seen
+        .into_iter()
+        .map(|e| match e {
+            WatchEvent::Put { key, value, .. } => (key, value),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    let mut expected: Vec<(String, Vec<u8>)> = (0..30)
+        .map(|i| {
+            (
+                job_key(&format!("k:t:0:0:{i}.service"), "object"),
+                b"old".to_vec(),
+            )
+        })
+        .collect();
+    expected.push((job_key("k:t:0:0:0.service", "object"), b"new".to_vec()));
+    assert_eq!(keys, expected);
 }

@@ -4,6 +4,7 @@
 
 mod error;
 mod listing;
+mod reader;
 mod source;
 mod tls;
 mod watch;
@@ -28,6 +29,9 @@ pub struct V2Client {
 
 struct Inner {
     http: reqwest::Client,
+    /// Streaming watches' own connections, driven by [`reader::Reader`].
+    watch_http: reqwest::Client,
+    reader: std::sync::OnceLock<Result<reader::Reader, String>>,
     endpoints: Vec<Url>,
     /// The endpoint that answered last; requests start there.
     current: AtomicUsize,
@@ -101,6 +105,8 @@ impl V2Client {
         Ok(V2Client {
             inner: Arc::new(Inner {
                 http: tls::http_client(config)?,
+                watch_http: tls::http_client(config)?,
+                reader: std::sync::OnceLock::new(),
                 endpoints,
                 current: AtomicUsize::new(0),
                 user,
@@ -126,11 +132,8 @@ impl V2Client {
         url
     }
 
-    fn build(&self, endpoint: &Url, req: &Request<'_>) -> RequestBuilder {
-        let mut b = self
-            .inner
-            .http
-            .request(req.method.clone(), Self::url(endpoint, req.key));
+    fn build(&self, http: &reqwest::Client, endpoint: &Url, req: &Request<'_>) -> RequestBuilder {
+        let mut b = http.request(req.method.clone(), Self::url(endpoint, req.key));
         if !req.query.is_empty() {
             b = b.query(&req.query);
         }
@@ -150,15 +153,27 @@ impl V2Client {
         what: &str,
         req: &Request<'_>,
     ) -> Result<(reqwest::Response, String), V2Error> {
+        self.send_on(&self.inner.http, what, req).await
+    }
+
+    /// [`V2Client::send`] through `http`'s connections.
+    async fn send_on(
+        &self,
+        http: &reqwest::Client,
+        what: &str,
+        req: &Request<'_>,
+    ) -> Result<(reqwest::Response, String), V2Error> {
         let n = self.inner.endpoints.len();
         let first = self.inner.current.load(Ordering::Relaxed) % n;
         let mut reason = String::new();
         for i in 0..n {
             let index = (first + i) % n;
             let endpoint = &self.inner.endpoints[index];
-            let sent =
-                tokio::time::timeout(self.inner.request_timeout, self.build(endpoint, req).send())
-                    .await;
+            let sent = tokio::time::timeout(
+                self.inner.request_timeout,
+                self.build(http, endpoint, req).send(),
+            )
+            .await;
             match sent {
                 Ok(Ok(resp)) => {
                     self.inner.current.store(index, Ordering::Relaxed);

@@ -2,12 +2,16 @@
 //! the directory holding the prefix, parsed as it streams in and keeping
 //! only what the cache will (`V2Client::list_leaves`), watch = one streaming watch of that
 //! directory (`wait=true&stream=true`: etcd keeps the connection and sends
-//! every event), reopened where it stopped when etcd ends it; a watch that
-//! etcd serves from its history brings one event only, so filling a gap is
-//! a long poll per event until the watch is live again. Only keys starting
-//! with the prefix get through.
+//! every event), reopened when etcd ends or drops it. A watch that etcd
+//! serves from its history brings one event only, so a stream is always
+//! opened from etcd's next index (live at once), and the events between
+//! where the watch stopped and where that stream began come from history
+//! first, a long poll per event. Only keys starting with the prefix get
+//! through.
 
-use crate::etcd::v2::{Answer, Leaf, Probed, Streamed, V2Client, V2Error, WatchStream, code};
+use crate::etcd::v2::{
+    Answer, Leaf, Polled, Probed, Streamed, V2Client, V2Error, WatchStream, code,
+};
 use crate::runtime::{EventStream, Item, Keep, Listing, Source, SourceError, WatchEvent};
 use std::time::Duration;
 
@@ -131,24 +135,53 @@ struct Watching {
     /// A probe found nothing missed and the open stream brought nothing
     /// since: the next probe only asks whether etcd answers.
     confirmed: bool,
+    /// The index the open stream began after: events up to it, from
+    /// `next` on, come from etcd's history.
+    gap_end: i64,
 }
 
 impl Watching {
     /// The next events under the prefix; `Err` ends the watch.
     async fn events(&mut self) -> Result<Vec<WatchEvent>, SourceError> {
         loop {
-            let (stream, brought) = match &mut self.open {
-                Some(open) => open,
-                None => {
-                    let stream = self
-                        .source
-                        .client
-                        .stream(&self.source.dir, self.next)
-                        .await
-                        .map_err(source_error)?;
-                    self.confirmed = false;
-                    self.open.insert((stream, false))
+            if self.open.is_none() {
+                // Live from etcd's next index: reopening from where the
+                // watch stopped would bring one event per stream, and at a
+                // cold start's write rate such a catch-up never ends.
+                let stream = self
+                    .source
+                    .client
+                    .stream(&self.source.dir, None)
+                    .await
+                    .map_err(source_error)?;
+                self.confirmed = false;
+                self.gap_end = stream.start_index;
+                self.open = Some((stream, false));
+            }
+            // What happened before the stream began, from history: at most
+            // the events etcd still holds (else the watch relists).
+            if self.next <= self.gap_end {
+                let polled = self
+                    .source
+                    .client
+                    .wait(&self.source.dir, self.next, PROBE_LISTEN)
+                    .await
+                    .map_err(source_error)?;
+                match polled {
+                    Polled::Event(answer) if answer.node.modified_index <= self.gap_end => {
+                        self.next = answer.node.modified_index + 1;
+                        let events = events_of(&answer, &self.source.prefix);
+                        if !events.is_empty() {
+                            return Ok(events);
+                        }
+                    }
+                    // None left before the stream began; it brings the rest.
+                    _ => self.next = self.gap_end + 1,
                 }
+                continue;
+            }
+            let Some((stream, brought)) = &mut self.open else {
+                continue;
             };
             match stream.next(self.quiet).await {
                 Ok(Streamed::Event(answer)) => {
@@ -159,8 +192,8 @@ impl Watching {
                     self.next = (self.next + 1).max(index + 1);
                     *brought = true;
                     if index <= stream.start_index {
-                        // From etcd's history: the only event this watch
-                        // will bring. The next one starts after it.
+                        // From etcd's history, which a stream opened live
+                        // never brings; such a watch brings nothing more.
                         self.open = None;
                     }
                     let events = events_of(&answer, &self.source.prefix);
@@ -183,7 +216,8 @@ impl Watching {
                         .await
                         .map_err(source_error)?;
                     match probed {
-                        // Reopened from the next index, the watch brings it.
+                        // A new stream, and the events since `next` from
+                        // history before it.
                         Probed::Missed(_) => {
                             tracing::debug!(
                                 dir = %self.source.dir,
@@ -265,6 +299,7 @@ impl Source for V2Prefix {
             open: None,
             quiet: PROBE_AFTER.min(self.poll_window),
             confirmed: false,
+            gap_end: 0,
         };
         let stream = futures::stream::unfold(Some(start), |state| async move {
             let mut w = state?;

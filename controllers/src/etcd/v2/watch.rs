@@ -22,7 +22,9 @@ pub enum Streamed {
 /// An open streaming watch: etcd's answer to `GET key?wait=true&stream=true`,
 /// one JSON event per line for as long as it keeps the connection.
 pub struct WatchStream {
-    resp: reqwest::Response,
+    /// The body, read by the watch reader's thread ([`super::reader`]).
+    chunks: tokio::sync::mpsc::UnboundedReceiver<Result<bytes::Bytes, String>>,
+    status: u16,
     endpoint: String,
     what: String,
     /// `X-Etcd-Index`: the store's index when the watch started. An event
@@ -52,21 +54,21 @@ impl WatchStream {
                         return Err(V2Error::Protocol {
                             what: self.what.clone(),
                             endpoint: self.endpoint.clone(),
-                            status: self.resp.status().as_u16(),
+                            status: self.status,
                             body: truncated(&line),
                         });
                     }
                 }
             }
-            match tokio::time::timeout(window, self.resp.chunk()).await {
+            match tokio::time::timeout(window, self.chunks.recv()).await {
                 Err(_) => return Ok(Streamed::Idle),
-                Ok(Ok(Some(chunk))) => self.buf.extend_from_slice(&chunk),
-                Ok(Ok(None)) => return Ok(Streamed::Ended),
-                Ok(Err(e)) => {
+                Ok(Some(Ok(chunk))) => self.buf.extend_from_slice(&chunk),
+                Ok(None) => return Ok(Streamed::Ended),
+                Ok(Some(Err(reason))) => {
                     return Err(V2Error::Unreachable {
                         what: self.what.clone(),
                         endpoints: self.endpoint.clone(),
-                        reason: e.to_string(),
+                        reason,
                     });
                 }
             }
@@ -101,14 +103,17 @@ pub enum Polled {
     },
 }
 
-/// A recursive v2 watch of `key` from `wait_index`: one long poll, or with
-/// `stream` a connection that carries every change until it is dropped.
-fn watch_request(key: &str, wait_index: i64, stream: bool) -> Request<'_> {
+/// A recursive v2 watch of `key` from `wait_index` (else from etcd's next
+/// index): one long poll, or with `stream` a connection that carries every
+/// change until it is dropped.
+pub(super) fn watch_request(key: &str, wait_index: Option<i64>, stream: bool) -> Request<'_> {
     let mut query = vec![("wait", "true".into()), ("recursive", "true".into())];
     if stream {
         query.push(("stream", "true".into()));
     }
-    query.push(("waitIndex", wait_index.to_string()));
+    if let Some(index) = wait_index {
+        query.push(("waitIndex", index.to_string()));
+    }
     Request {
         method: Method::GET,
         key,
@@ -126,7 +131,7 @@ impl V2Client {
         wait_index: i64,
         window: Duration,
     ) -> Result<Polled, V2Error> {
-        let req = watch_request(key, wait_index, false);
+        let req = watch_request(key, Some(wait_index), false);
         let what = format!("watch {key}");
         let (resp, endpoint) = self.send(&what, &req).await?;
         let status = resp.status().as_u16();
@@ -142,22 +147,21 @@ impl V2Client {
     }
 
     /// Opens a streaming watch of every change at or below `key` with index
-    /// ≥ `wait_index`. An error etcd answers at once (e.g.
+    /// ≥ `wait_index`, or without one of every change after
+    /// [`WatchStream::start_index`] (etcd registers such a watch at once; one
+    /// from an index its history holds an event for brings that event
+    /// only). An error etcd answers at once (e.g.
     /// [`code::EVENT_INDEX_CLEARED`]) is returned here.
-    pub async fn stream(&self, key: &str, wait_index: i64) -> Result<WatchStream, V2Error> {
-        let req = watch_request(key, wait_index, true);
+    pub async fn stream(&self, key: &str, wait_index: Option<i64>) -> Result<WatchStream, V2Error> {
         let what = format!("watch {key}");
-        let (resp, endpoint) = self.send(&what, &req).await?;
-        let start_index = etcd_index(&resp);
         // etcd answers a watch it accepts with 200.
-        if resp.status().as_u16() >= 300 {
-            return Err(self.refused(what, endpoint, resp).await);
-        }
+        let opened = self.open_stream(&what, key, wait_index).await?;
         Ok(WatchStream {
-            resp,
-            endpoint,
+            chunks: opened.chunks,
+            status: opened.status,
+            endpoint: opened.endpoint,
             what,
-            start_index,
+            start_index: opened.start_index,
             buf: Vec::new(),
         })
     }
