@@ -102,10 +102,11 @@ impl V2Client {
             }
             None => None,
         };
+        let [http, watch_http] = tls::http_clients(config)?;
         Ok(V2Client {
             inner: Arc::new(Inner {
-                http: tls::http_client(config)?,
-                watch_http: tls::http_client(config)?,
+                http,
+                watch_http,
                 reader: std::sync::OnceLock::new(),
                 endpoints,
                 current: AtomicUsize::new(0),

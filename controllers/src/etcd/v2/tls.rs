@@ -63,20 +63,27 @@ fn tls_config(config: &EtcdConfig) -> Result<ClientConfig, V2Error> {
     }
 }
 
-/// Builds the HTTP client; refuses settings the v3 client would refuse too.
-pub fn http_client(config: &EtcdConfig) -> Result<reqwest::Client, V2Error> {
+/// The HTTP clients of a [`super::V2Client`], refusing settings the v3
+/// client would refuse too: one for requests, one for streaming watches
+/// (whose connections the watch reader's thread drives), built on one TLS
+/// configuration, so certificates and keys are read once.
+pub fn http_clients(config: &EtcdConfig) -> Result<[reqwest::Client; 2], V2Error> {
     let tls_wanted = config.ca_cert.is_some() || config.cert.is_some() || config.key.is_some();
     if tls_wanted && let Some(e) = config.endpoints.iter().find(|e| e.starts_with("http://")) {
         return Err(config_error(format!(
             "TLS is configured but endpoint {e} is plain http://; use https://"
         )));
     }
-    reqwest::Client::builder()
-        .tls_backend_preconfigured(tls_config(config)?)
-        .connect_timeout(config.connect_timeout)
-        .tcp_keepalive(Duration::from_secs(10))
-        // etcd clients talk to etcd directly, as the gRPC client does.
-        .no_proxy()
-        .build()
-        .map_err(config_error)
+    let tls = tls_config(config)?;
+    let client = |tls: ClientConfig| {
+        reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
+            .connect_timeout(config.connect_timeout)
+            .tcp_keepalive(Duration::from_secs(10))
+            // etcd clients talk to etcd directly, as the gRPC client does.
+            .no_proxy()
+            .build()
+            .map_err(config_error)
+    };
+    Ok([client(tls.clone())?, client(tls)?])
 }
