@@ -191,11 +191,6 @@ impl Watching {
                     // Events come in index order; never wait twice for one.
                     self.next = (self.next + 1).max(index + 1);
                     *brought = true;
-                    if index <= stream.start_index {
-                        // From etcd's history, which a stream opened live
-                        // never brings; such a watch brings nothing more.
-                        self.open = None;
-                    }
                     let events = events_of(&answer, &self.source.prefix);
                     if !events.is_empty() {
                         return Ok(events);
