@@ -56,6 +56,24 @@ fn holds(cache: &Cache, listing: &Listing) -> bool {
             .all(|i| cache.get(&i.key).is_some_and(|v| *v.bytes == *i.value))
 }
 
+/// Puts `n` keys from 8 writers at once; `put(i)` is the `i`-th key and
+/// its value.
+async fn put_concurrently(v2: &V2Client, n: usize, put: fn(usize) -> (String, String)) {
+    let mut writers = tokio::task::JoinSet::new();
+    for w in 0..8 {
+        let v2 = v2.clone();
+        writers.spawn(async move {
+            for i in (w..n).step_by(8) {
+                let (key, value) = put(i);
+                v2.set(&key, &value, None).await.expect("put");
+            }
+        });
+    }
+    while let Some(done) = writers.join_next().await {
+        done.expect("writer");
+    }
+}
+
 fn run_informer(source: impl Source, cache: &Arc<Cache>, stop: &CancellationToken) {
     tokio::spawn(informer::run(
         "test",
@@ -181,24 +199,15 @@ async fn an_index_cleared_from_v2_history_relists_and_converges() {
 
     // etcd v2 keeps the last 1000 events; make more, in and out of the
     // prefix, then drop a job the old listing still has.
-    let mut writers = tokio::task::JoinSet::new();
-    for w in 0..8 {
-        let v2 = v2.clone();
-        writers.spawn(async move {
-            for i in (w..1100).step_by(8) {
-                let name = if i % 2 == 0 {
-                    format!("k:t:0:0:{}.service", (i / 2) % 40)
-                } else {
-                    "etcd.service".to_string()
-                };
-                let key = job_key(&name, "object");
-                v2.set(&key, &i.to_string(), None).await.expect("put");
-            }
-        });
-    }
-    while let Some(done) = writers.join_next().await {
-        done.expect("writer");
-    }
+    put_concurrently(&v2, 1100, |i| {
+        let name = if i % 2 == 0 {
+            format!("k:t:0:0:{}.service", (i / 2) % 40)
+        } else {
+            "etcd.service".to_string()
+        };
+        (job_key(&name, "object"), i.to_string())
+    })
+    .await;
     v2.delete(&format!("{FLEET}job/k:t:0:0:3.service"), true)
         .await
         .expect("delete");
@@ -291,19 +300,10 @@ async fn an_idle_watch_outlives_v2_history_spent_on_other_keys() {
     });
     // Long enough for the probes to space out (up to POLL_WINDOW, 5 s).
     tokio::time::sleep(Duration::from_secs(8)).await;
-    let mut writers = tokio::task::JoinSet::new();
-    for w in 0..8 {
-        let v2 = v2.clone();
-        writers.spawn(async move {
-            for i in (w..2500).step_by(8) {
-                let key = format!("{FLEET}machines/m{}/object", i % 50);
-                v2.set(&key, &i.to_string(), None).await.expect("put");
-            }
-        });
-    }
-    while let Some(done) = writers.join_next().await {
-        done.expect("writer");
-    }
+    put_concurrently(&v2, 2500, |i| {
+        (format!("{FLEET}machines/m{}/object", i % 50), i.to_string())
+    })
+    .await;
     // Past the next probes, which the old index would have failed.
     tokio::time::sleep(Duration::from_secs(7)).await;
     let key = job_key("k:a:1:2:1.service", "object");
@@ -331,20 +331,13 @@ async fn a_stream_nobody_reads_for_a_while_is_not_dropped() {
     let dir = format!("{FLEET}job");
     let start = v2.get("/", false).await.expect("index").etcd_index;
     let mut stream = v2.stream(&dir, Some(start + 1)).await.expect("stream");
-    let value = "x".repeat(16 * 1024);
-    let mut writers = tokio::task::JoinSet::new();
-    for w in 0..8 {
-        let (v2, value) = (v2.clone(), value.clone());
-        writers.spawn(async move {
-            for i in (w..1000).step_by(8) {
-                let key = job_key(&format!("k:t:0:0:{i}.service"), "object");
-                v2.set(&key, &value, None).await.expect("put");
-            }
-        });
-    }
-    while let Some(done) = writers.join_next().await {
-        done.expect("writer");
-    }
+    put_concurrently(&v2, 1000, |i| {
+        (
+            job_key(&format!("k:t:0:0:{i}.service"), "object"),
+            "x".repeat(16 * 1024),
+        )
+    })
+    .await;
     let mut last = start;
     for n in 0..1000 {
         match stream.next(Duration::from_secs(5)).await {
