@@ -154,9 +154,11 @@ pub struct ServerArgs {
     #[arg(long, env = "KAYLEE_RESYNC_PERIOD", default_value = "60s", value_parser = humantime::parse_duration)]
     pub resync_period: Duration,
     /// Units reconciled in parallel.
-    // Their writes share transactions: 8 left them a quarter full at cold
-    // start (README, Performance).
-    #[arg(long, env = "KAYLEE_WORKERS", default_value_t = 32)]
+    // Their writes share batches: 8 left v3 transactions a quarter full at
+    // cold start, and through v2 every batch waits for its slowest request
+    // and its statuses, so 64 halve those waits against 32 (README,
+    // Performance).
+    #[arg(long, env = "KAYLEE_WORKERS", default_value_t = 64)]
     pub workers: usize,
     /// Threads that run the server [default: one less than the cores, at
     /// least 1, at most 2].
