@@ -321,6 +321,7 @@ async fn a_lost_machine_no_longer_counts(api: Api) {
     );
 
     // The host dies: its fleet agent and its Kaylee server with it.
+    let lost = world.revision().await;
     m2.sigkill();
     world.servers[1].sigkill();
     let deadline = std::time::Instant::now() + WAIT;
@@ -328,6 +329,13 @@ async fn a_lost_machine_no_longer_counts(api: Api) {
         assert!(std::time::Instant::now() < deadline, "m2 never left fleet");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // The status written before the loss already said 2 available: first
+    // Kaylee must have seen the replica gone, so what follows is news.
+    world
+        .status_written_since(lost, "m2's replica no longer available", WAIT, |s| {
+            s["available"].as_u64() < Some(2)
+        })
+        .await;
     let healed = world
         .wait_status("both replicas available again", WAIT, |s| {
             s["condition"] == "available" && s["available"] == 2

@@ -124,6 +124,53 @@ impl World {
         serde_json::from_slice(kv.value()).ok()
     }
 
+    /// etcd's revision now: where [`World::status_written_since`] starts.
+    pub async fn revision(&self) -> i64 {
+        let mut kv = self.fleet.client().kv_client();
+        let resp = kv.get("/", None).await.expect("reading etcd's revision");
+        resp.header().map(|h| h.revision()).unwrap_or_default()
+    }
+
+    /// The first status written after `revision` on which `done` holds,
+    /// read from etcd's history (a watch from that revision), so one that
+    /// a later write replaced at once is not missed as polling could.
+    pub async fn status_written_since(
+        &self,
+        revision: i64,
+        what: &str,
+        limit: Duration,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let key = format!("/kaylee/status/{}", self.unit);
+        let options = etcd_client::WatchOptions::new().with_start_revision(revision + 1);
+        let mut watch = self.fleet.client().watch_client();
+        let mut stream = watch
+            .watch(key, Some(options))
+            .await
+            .expect("watching the status");
+        let found = tokio::time::timeout(limit, async {
+            while let Ok(Some(resp)) = stream.message().await {
+                for event in resp.events() {
+                    let status = event
+                        .kv()
+                        .and_then(|kv| serde_json::from_slice::<Value>(kv.value()).ok());
+                    if let Some(s) = status.filter(|s| done(s)) {
+                        return Some(s);
+                    }
+                }
+            }
+            None
+        })
+        .await;
+        match found {
+            Ok(Some(s)) => s,
+            _ => panic!(
+                "no status written after revision {revision} showed {what} within {limit:?}; now: {:#?}",
+                self.status().await
+            ),
+        }
+    }
+
     /// Polls the status until `done` holds on it; panics with the last
     /// status and the servers' logs after `limit`.
     pub async fn wait_status(
