@@ -65,6 +65,41 @@ fn validate_exits_2_naming_the_field_and_line() {
 }
 
 #[test]
+fn run_prints_every_error_as_validate_does_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "name: web\nspec:\n  image: nginx\n  replicaz: 2\n  bogus: 1\n",
+    )
+    .unwrap();
+    // Nothing listens there: a run that got past its checks would fail
+    // with exit 1 on the connection, not 2.
+    let out = Command::new(env!("CARGO_BIN_EXE_kaylee"))
+        .args(["run", bad.to_str().unwrap(), "deploy/examples/countly.yaml"])
+        .env("ETCDCTL_ENDPOINTS", "http://127.0.0.1:9")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("kaylee runs");
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let (b, err) = (bad.display().to_string(), text(&out.stderr));
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 3, "two errors and kaylee's line: {err}");
+    assert_eq!(
+        lines[0],
+        format!("{b}:4:3: spec.replicaz: unknown field (did you mean `replicas`?)")
+    );
+    assert!(
+        lines[1].starts_with(&format!("{b}:5:3: spec.bogus: unknown field")),
+        "{err}"
+    );
+    assert_eq!(
+        lines[2], "kaylee: 1 of 2 file(s) invalid; nothing was written",
+        "{err}"
+    );
+}
+
+#[test]
 fn validate_reports_unreadable_files() {
     let out = kaylee(&["validate", "/nonexistent/unit.yaml"]);
     assert_eq!(out.status.code(), Some(2));

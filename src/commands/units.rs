@@ -41,7 +41,16 @@ pub async fn run(etcd: &EtcdArgs, files: &[PathBuf], follow: &WaitArgs) -> Resul
         }
     }
     if !errors.is_empty() {
-        return Err(Exit::bad_input(errors.join("\n")));
+        // As `validate` prints them: each error as it is, then one line
+        // from kaylee saying what it did (nothing).
+        for e in &errors {
+            crate::output::eprint_line(e);
+        }
+        return Err(Exit::bad_input(format!(
+            "{} of {} file(s) invalid; nothing was written",
+            errors.len(),
+            files.len()
+        )));
     }
     let client = connect(etcd).await?;
     network_note(&client, etcd).await;
