@@ -140,6 +140,11 @@ async fn break_a_good_rollout(
     let (out, took) = w.kaylee_within(&["run", "--wait", "--timeout", "90s", bad], WAIT);
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let stdout = text(&out.stdout);
+    assert!(
+        !stdout.contains(": failed: ") && !stdout.contains(": rolled back: "),
+        "the failure goes to stderr only, once: {stdout}"
+    );
     (good_hash, floor, stderr, took)
 }
 

@@ -144,6 +144,8 @@ impl Display {
 
     fn show(&mut self, i: usize, name: &str, p: &Progress) -> Result {
         match self {
+            // A failure is the command's error: stderr has it, once.
+            Display::Lines(_) if matches!(p, Progress::Failed(_)) => {}
             Display::Lines(last) => {
                 let line = format!("{name}: {}", describe(p));
                 if last[i] != line {
