@@ -86,7 +86,7 @@ case "${1:-}" in
 stop)
     if [ -d "$state" ]; then
         stop_all
-        echo "stopped the quickstart's etcd and Kaylee servers; removed $state"
+        echo "stopped the quickstart's fleet stand-in (and hello's containers), Kaylee servers and etcd; removed $state"
     else
         echo "nothing to stop ($state does not exist)"
     fi
