@@ -2,8 +2,7 @@
 //! events; on any failure back off, reconnect and start over with a resync.
 
 use super::{Registrator, RegistratorError, UNIT_LABEL};
-use backoff::ExponentialBackoff;
-use backoff::backoff::Backoff;
+use crate::runtime::backoff::Backoff;
 use bollard::query_parameters::EventsOptions;
 use futures::StreamExt;
 use std::collections::HashMap;
@@ -16,6 +15,17 @@ use tracing::{info, warn};
 /// moment between opening the stream and Docker subscribing it.
 const EVENT_REPLAY: Duration = Duration::from_secs(2);
 
+/// Reconnects wait 200 ms, then 1.5 times longer each time up to 15 s,
+/// each ±50%, until a resync succeeds.
+fn reconnect_backoff() -> Backoff {
+    Backoff::new(
+        Duration::from_millis(200),
+        1.5,
+        Duration::from_secs(15),
+        0.5,
+    )
+}
+
 impl Registrator {
     /// Registers the local containers on `lease_id` until `stop` is
     /// cancelled. Docker and etcd failures are logged and retried with
@@ -27,12 +37,7 @@ impl Registrator {
         lease_id: i64,
         stop: CancellationToken,
     ) -> Result<(), RegistratorError> {
-        let mut backoff = ExponentialBackoff {
-            initial_interval: Duration::from_millis(200),
-            max_interval: Duration::from_secs(15),
-            max_elapsed_time: None,
-            ..ExponentialBackoff::default()
-        };
+        let mut backoff = reconnect_backoff();
         info!(
             machine_id = %self.machine_id,
             lease = %format_args!("{lease_id:x}"),
@@ -49,7 +54,7 @@ impl Registrator {
                 warn!(error = %e, "registrator stopping");
                 return Err(e);
             }
-            let delay = backoff.next_backoff().unwrap_or(backoff.max_interval);
+            let delay = backoff.next_wait();
             warn!(error = %e, retry_in = ?delay, "registrator: will reconnect and resync");
             tokio::select! {
                 biased;
@@ -66,7 +71,7 @@ impl Registrator {
     async fn watch(
         &self,
         lease: i64,
-        backoff: &mut ExponentialBackoff,
+        backoff: &mut Backoff,
     ) -> Result<Infallible, RegistratorError> {
         let mut events = self.docker.events(Some(EventsOptions {
             since: Some(replay_since()),
@@ -106,7 +111,7 @@ impl Registrator {
             }
         };
         self.resync(lease, &desired).await?;
-        backoff.reset();
+        *backoff = reconnect_backoff();
         for ev in early {
             self.on_event(lease, ev).await?;
         }

@@ -3,9 +3,8 @@
 //! nothing is ever missed, only re-read. Every changed unit name is handed to
 //! `on_change` (the work queue).
 
+use super::backoff::Backoff;
 use super::cache::Cache;
-use backoff::backoff::Backoff;
-use backoff::{ExponentialBackoff, ExponentialBackoffBuilder};
 use futures::{Stream, StreamExt};
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -103,12 +102,10 @@ pub trait Source: Send + Sync + 'static {
     -> impl Future<Output = Result<EventStream, SourceError>> + Send;
 }
 
-fn relist_backoff() -> ExponentialBackoff {
-    ExponentialBackoffBuilder::new()
-        .with_initial_interval(Duration::from_millis(100))
-        .with_max_interval(Duration::from_secs(5))
-        .with_max_elapsed_time(None)
-        .build()
+/// Relists wait 100 ms, then 1.5 times longer each time up to 5 s, each
+/// ±50%, until a watch brings events again.
+fn relist_backoff() -> Backoff {
+    Backoff::new(Duration::from_millis(100), 1.5, Duration::from_secs(5), 0.5)
 }
 
 /// Runs until `stop` is cancelled. `name` labels logs and metrics.
@@ -175,7 +172,7 @@ pub async fn run<S: Source>(
             };
             match next {
                 Some(Ok(events)) => {
-                    backoff.reset();
+                    backoff = relist_backoff();
                     for event in events {
                         let changed: BTreeSet<String> = match event {
                             WatchEvent::Put {
@@ -224,8 +221,8 @@ pub async fn run<S: Source>(
 }
 
 /// Sleeps one backoff step; true when stopped meanwhile.
-async fn pause(backoff: &mut ExponentialBackoff, stop: &CancellationToken) -> bool {
-    let delay = backoff.next_backoff().unwrap_or(Duration::from_secs(5));
+async fn pause(backoff: &mut Backoff, stop: &CancellationToken) -> bool {
+    let delay = backoff.next_wait();
     tokio::select! {
         _ = tokio::time::sleep(delay) => false,
         _ = stop.cancelled() => true,

@@ -1,6 +1,7 @@
 //! The controller runtime: informers fill caches, changes enqueue unit
 //! names, workers reconcile one name at a time.
 
+pub mod backoff;
 pub mod cache;
 pub mod coalesce;
 pub mod informer;

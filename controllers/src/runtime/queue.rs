@@ -7,8 +7,7 @@
 //! full pass ([`WorkQueue::add_bulk`]: a new term, a resync), so one edited
 //! unit does not wait behind thousands of unchanged ones.
 
-use backoff::backoff::Backoff;
-use backoff::{ExponentialBackoff, ExponentialBackoffBuilder};
+use super::backoff::Backoff;
 use futures::StreamExt;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
@@ -31,7 +30,7 @@ struct Inner {
     waiting: usize,
     /// When a delayed add for a name is due; a sooner request replaces it.
     delayed: HashMap<String, Instant>,
-    failures: HashMap<String, ExponentialBackoff>,
+    failures: HashMap<String, Backoff>,
     shut_down: bool,
 }
 
@@ -64,9 +63,11 @@ impl Inner {
     }
 }
 
-/// The first retry of a failing name; later ones grow by the `backoff`
-/// crate's default factor, 1.5, up to the queue's cap.
+/// The first retry of a failing name; later ones grow by
+/// [`RETRY_FACTOR`] up to the queue's cap.
 const FIRST_RETRY: Duration = Duration::from_millis(200);
+/// How much longer each retry of a failing name waits than the one before.
+const RETRY_FACTOR: f32 = 1.5;
 /// Jitter spreads the retries of many failing units; the cap holds up to
 /// it (±20%).
 const RETRY_JITTER: f64 = 0.2;
@@ -233,15 +234,11 @@ impl WorkQueue {
         let delay = {
             let mut q = self.lock();
             let max = self.max_backoff;
-            let b = q.failures.entry(name.to_string()).or_insert_with(|| {
-                ExponentialBackoffBuilder::new()
-                    .with_initial_interval(FIRST_RETRY)
-                    .with_randomization_factor(self.jitter)
-                    .with_max_interval(max)
-                    .with_max_elapsed_time(None)
-                    .build()
-            });
-            b.next_backoff().unwrap_or(max)
+            let b = q
+                .failures
+                .entry(name.to_string())
+                .or_insert_with(|| Backoff::new(FIRST_RETRY, RETRY_FACTOR, max, self.jitter));
+            b.next_wait()
         };
         self.add_after(name, delay);
     }
@@ -364,7 +361,7 @@ mod tests {
     async fn failures_back_off_exponentially_to_the_cap_until_forgotten() {
         let q = WorkQueue::without_jitter(Duration::from_secs(1));
         let ms = Duration::from_millis;
-        // 200 ms, then x1.5 a step (backoff's default), held at the cap.
+        // 200 ms, then x1.5 a step, held at the cap.
         assert_eq!(
             retry_waits(&q, 6).await,
             [ms(200), ms(300), ms(450), ms(675), ms(1000), ms(1000)]
