@@ -442,8 +442,9 @@ impl<'a> Decoder<'a> {
                         path,
                         node.pos,
                         format!(
-                            "expected seconds or a duration like `5m`, got `{}` ({e})",
-                            text.escape_debug()
+                            "expected seconds or a duration like `5m`, got `{}`{}",
+                            text.escape_debug(),
+                            duration_hint(&e)
                         ),
                     );
                     return None;
@@ -513,6 +514,20 @@ fn suggest<'a>(key: &str, allowed: &[&'a str]) -> Option<&'a str> {
         .filter(|(d, a)| *d <= 2.max(a.len() / 4))
         .min_by_key(|(d, _)| *d)
         .map(|(_, a)| a)
+}
+
+/// What humantime's error adds to "expected a duration" that helps the
+/// author: the unit it did not know, or that the number is too large. Its
+/// other errors ("expected number at 0") only restate the expectation.
+fn duration_hint(e: &humantime::DurationError) -> String {
+    match e {
+        humantime::DurationError::UnknownUnit { unit, .. } => format!(
+            " (unknown unit `{}`; units: s, m, h, d, ms)",
+            unit.escape_debug()
+        ),
+        humantime::DurationError::NumberOverflow => " (the number is too large)".into(),
+        _ => String::new(),
+    }
 }
 
 #[cfg(test)]

@@ -21,6 +21,18 @@ fn err_text(r: Result<Unit, SpecErrors>) -> String {
 }
 
 #[test]
+fn a_duration_error_adds_only_what_helps() {
+    let soon = err_text(with("  progressDeadline: soon\n"));
+    assert!(soon.trim_end().ends_with("got `soon`"), "{soon}");
+    let unit = err_text(with("  progressDeadline: 5x\n"));
+    assert!(
+        unit.trim_end()
+            .ends_with("got `5x` (unknown unit `x`; units: s, m, h, d, ms)"),
+        "{unit}"
+    );
+}
+
+#[test]
 fn yaml_and_json_forms_give_one_model() {
     let a = yaml(COUNTLY).unwrap();
     let b = from_json(COUNTLY_JSON, "/kaylee/units/countly").unwrap();
