@@ -69,6 +69,12 @@ pub fn load_unit(path: &Path) -> std::result::Result<kaylee_controllers::spec::U
     kaylee_controllers::spec::from_yaml(&text, &source).map_err(|e| e.to_string())
 }
 
+/// The line `validate` and `run` end with when files were invalid: the
+/// errors themselves went to stderr before it.
+pub fn invalid_files(invalid: usize, files: usize) -> String {
+    format!("{invalid} of {files} file(s) invalid")
+}
+
 /// A unit's warnings on stderr, each naming the file and field.
 pub fn print_warnings(path: &Path, unit: &kaylee_controllers::spec::Unit) {
     for w in kaylee_controllers::spec::warnings(unit) {

@@ -1,7 +1,7 @@
 //! `run`, `restart`, `rm`: the commands that change units.
 
 use super::wait::{self, Target};
-use super::{Exit, Result, cluster, load_unit, print_warnings};
+use super::{Exit, Result, cluster, invalid_files, load_unit, print_warnings};
 use crate::cli::{EtcdArgs, WaitArgs};
 use kaylee_controllers::client::{ClientError, KayleeClient, Removed};
 use kaylee_controllers::cluster_config;
@@ -47,9 +47,8 @@ pub async fn run(etcd: &EtcdArgs, files: &[PathBuf], follow: &WaitArgs) -> Resul
             crate::output::eprint_line(e);
         }
         return Err(Exit::bad_input(format!(
-            "{} of {} file(s) invalid; nothing was written",
-            errors.len(),
-            files.len()
+            "{}; nothing was written",
+            invalid_files(errors.len(), files.len())
         )));
     }
     let client = connect(etcd).await?;

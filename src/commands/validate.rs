@@ -1,4 +1,4 @@
-use super::{Exit, Result, cluster, load_unit, print_warnings};
+use super::{Exit, Result, cluster, invalid_files, load_unit, print_warnings};
 use crate::cli::EtcdArgs;
 use crate::output::eprint_line;
 use kaylee_controllers::fleet::RenderOptions;
@@ -39,9 +39,6 @@ pub async fn run(etcd: &EtcdArgs, files: &[PathBuf], offline: bool) -> Result {
     }
     match failed {
         0 => Ok(()),
-        n => Err(Exit::bad_input(format!(
-            "{n} of {} file(s) invalid",
-            files.len()
-        ))),
+        n => Err(Exit::bad_input(invalid_files(n, files.len()))),
     }
 }
